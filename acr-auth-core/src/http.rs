@@ -1,0 +1,204 @@
+//! The HTTP layer: one reqwest client (rustls), timeouts, a response size cap, and the retry
+//! policy (capped exponential backoff with jitter).
+
+use std::time::Duration;
+
+use rand::Rng as _;
+
+use crate::error::{Error, ErrorKind};
+
+/// Largest response body accepted; anything bigger is an [`ErrorKind::InvalidResponse`].
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// Connect and read timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Time to establish the connection (default 5 s, as the official SDKs).
+    pub connect: Duration,
+    /// Time to wait for the response between reads (default 10 s).
+    pub read: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            read: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How failed calls are retried: only [retryable](Error::is_retryable) errors, up to
+/// `max_attempts` in all, waiting `min(max_backoff, initial_backoff * 2^n)` scaled by a random
+/// factor in `[0.5, 1.0]` between attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (1 = no retry).
+    pub max_attempts: u32,
+    /// Backoff before the first retry (before jitter).
+    pub initial_backoff: Duration,
+    /// Upper bound of one backoff.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries.
+    pub const fn none() -> Self {
+        Self {
+            max_attempts: 1,
+            initial_backoff: Duration::ZERO,
+            max_backoff: Duration::ZERO,
+        }
+    }
+
+    /// The wait before retry number `retry` (0-based), jitter included.
+    ///
+    /// ```
+    /// use acr_auth_core::http::RetryPolicy;
+    /// use std::time::Duration;
+    /// let p = RetryPolicy { max_attempts: 10, initial_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(1) };
+    /// let d = p.backoff(20);
+    /// assert!(d >= Duration::from_millis(500) && d <= Duration::from_secs(1));
+    /// ```
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let exp = self
+            .initial_backoff
+            .saturating_mul(1u32.checked_shl(retry.min(31)).unwrap_or(u32::MAX));
+        let capped = exp.min(self.max_backoff);
+        capped.mul_f64(rand::rng().random_range(0.5..=1.0))
+    }
+}
+
+/// A response read in full (at most [`MAX_RESPONSE_BYTES`]).
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// HTTP status code.
+    pub status: u16,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// Builds the shared reqwest client.
+pub(crate) fn build_client(timeouts: Timeouts) -> Result<reqwest::Client, Error> {
+    reqwest::Client::builder()
+        .connect_timeout(timeouts.connect)
+        .read_timeout(timeouts.read)
+        .user_agent(concat!("acr-auth/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                "HTTP client",
+                "cannot build the HTTP client",
+            )
+            .with_source(e)
+        })
+}
+
+/// Sends a request and reads the body, refusing bodies over [`MAX_RESPONSE_BYTES`].
+pub(crate) async fn send(
+    request: reqwest::RequestBuilder,
+    context: &str,
+) -> Result<Response, Error> {
+    let mut response = request
+        .send()
+        .await
+        .map_err(|e| transport_error(context, e))?;
+    let status = response.status().as_u16();
+    if response
+        .content_length()
+        .is_some_and(|len| len > MAX_RESPONSE_BYTES as u64)
+    {
+        return Err(too_large(context, status));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| transport_error(context, e))?
+    {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(too_large(context, status));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Response { status, body })
+}
+
+fn too_large(context: &str, status: u16) -> Error {
+    Error::invalid_response(
+        context,
+        format!("response body is larger than {MAX_RESPONSE_BYTES} bytes"),
+    )
+    .with_status(status)
+}
+
+fn transport_error(context: &str, e: reqwest::Error) -> Error {
+    let kind = if e.is_timeout() {
+        ErrorKind::Timeout
+    } else {
+        ErrorKind::Transport
+    };
+    // reqwest's Display includes the URL, which may carry a signed query with a security token;
+    // keep only the cause chain's text without the URL.
+    let message = match kind {
+        ErrorKind::Timeout => "request timed out".to_owned(),
+        _ => describe_transport(&e),
+    };
+    Error::new(kind, context, message).with_source(e.without_url())
+}
+
+fn describe_transport(e: &reqwest::Error) -> String {
+    let mut parts = Vec::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        parts.push(s.to_string());
+        source = s.source();
+    }
+    if e.is_connect() {
+        parts.insert(0, "connection failed".to_owned());
+    }
+    if parts.is_empty() {
+        "request failed".to_owned()
+    } else {
+        parts.join(": ")
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails with a non-retryable error, or the policy's attempts
+/// are used up. Each call of `attempt` must build a fresh request (new nonce and timestamp).
+pub(crate) async fn with_retry<T, F, Fut>(policy: &RetryPolicy, mut attempt: F) -> Result<T, Error>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    let mut n = 0;
+    loop {
+        match attempt(n).await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_retryable() && n + 1 < policy.max_attempts.max(1) => {
+                let wait = policy.backoff(n);
+                tracing::warn!(
+                    context = e.context(),
+                    error = %e,
+                    attempt = n + 1,
+                    retry_in_ms = wait.as_millis() as u64,
+                    "retryable error; retrying"
+                );
+                tokio::time::sleep(wait).await;
+                n += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Benchmarks for acr-auth; see `benches/`.
