@@ -1,1 +1,20 @@
-//! placeholder
+//! Test doubles for acr-auth: a fake Alibaba Cloud that behaves like the real one on the wire.
+//!
+//! [`FakeCloud`] serves, on one loopback port:
+//! - ACR Enterprise Edition (`GetAuthorizationToken`, `ListInstanceEndpoint`, RPC 2018-12-01)
+//!   and Personal Edition (`GET /tokens`, 2016-06-07), signed with RPC HMAC-SHA1, ROA HMAC-SHA1
+//!   or V3;
+//! - STS `AssumeRole` and anonymous `AssumeRoleWithOIDC`;
+//! - ECS instance metadata (hardened session token, role name, credentials, `region-id`);
+//! - a Docker registry token server that issues bearer tokens only for registry credentials it
+//!   handed out, until they expire (so a real Distribution registry can use it as its realm).
+//!
+//! It verifies every signature, the timestamp window (15 minutes), nonce reuse and STS tokens,
+//! answers with Alibaba's JSON shapes and error codes, counts calls, and injects faults.
+
+pub mod cloud;
+
+pub use cloud::{
+    AccessKeyConfig, FakeCloud, FakeCloudConfig, Fault, InstanceConfig, MetadataConfig,
+    OidcProviderConfig, RoleConfig,
+};
