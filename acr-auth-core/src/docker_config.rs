@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use base64::Engine as _;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use crate::acr::RegistryToken;
 use crate::SecretString;
@@ -85,38 +85,30 @@ impl DockerConfig {
     }
 
     fn render(&self, redact: bool) -> String {
-        let auths: Map<String, Value> = self
-            .auths
-            .iter()
-            .map(|(host, a)| {
-                let (password, auth) = if redact {
-                    ("<redacted>".to_owned(), "<redacted>".to_owned())
-                } else {
-                    let p = a.password.expose();
-                    (p.to_owned(), B64.encode(format!("{}:{p}", a.username)))
-                };
-                (
-                    host.clone(),
-                    json!({"username": a.username, "password": password, "auth": auth}),
-                )
-            })
-            .collect();
-        // serde_json's Map keeps insertion order here only with `preserve_order`; without it
-        // keys come out sorted, which is what we want for `username, password, auth` too... so
-        // write the entries by hand to keep the conventional field order.
-        let mut out = String::from("{\"auths\":{");
-        for (i, (host, entry)) in auths.iter().enumerate() {
+        fn json_str(out: &mut String, s: &str) {
+            out.push_str(&Value::String(s.to_owned()).to_string());
+        }
+        // Written by hand to keep the conventional field order (username, password, auth);
+        // hosts come sorted from the BTreeMap, so equal content gives equal bytes.
+        let mut out = String::with_capacity(32 + self.auths.len() * 192);
+        out.push_str("{\"auths\":{");
+        for (i, (host, a)) in self.auths.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
-            out.push_str(&Value::String(host.clone()).to_string());
+            json_str(&mut out, host);
             out.push_str(":{\"username\":");
-            out.push_str(&entry["username"].to_string());
+            json_str(&mut out, &a.username);
             out.push_str(",\"password\":");
-            out.push_str(&entry["password"].to_string());
-            out.push_str(",\"auth\":");
-            out.push_str(&entry["auth"].to_string());
-            out.push('}');
+            if redact {
+                out.push_str("\"<redacted>\",\"auth\":\"<redacted>\"}");
+            } else {
+                let p = a.password.expose();
+                json_str(&mut out, p);
+                out.push_str(",\"auth\":\"");
+                B64.encode_string(format!("{}:{p}", a.username), &mut out);
+                out.push_str("\"}");
+            }
         }
         out.push_str("}}");
         out

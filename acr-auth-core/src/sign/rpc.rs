@@ -7,7 +7,7 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
-use super::encode::{percent_encode, percent_encode_into};
+use super::encode::{double_encode_into, percent_encode_into};
 use super::Method;
 use crate::credentials::Credentials;
 
@@ -35,11 +35,22 @@ impl RpcStringToSign {
         // Code-point order of the names; Rust's `str` ordering is byte order, which for UTF-8 is
         // the same as code-point order.
         sorted.sort_unstable();
-        let canonical = canonical_query(&sorted);
-        let mut s = String::with_capacity(8 + canonical.len() * 5 / 4);
-        s.push_str(method.as_str());
-        s.push_str("&%2F&");
-        percent_encode_into(&mut s, &canonical);
+        // `METHOD&%2F&` + percentEncode(canonical query), written in one pass: the separators
+        // `=` and `&` of the canonical query become `%3D` and `%26`, and each name and value is
+        // percent-encoded twice.
+        let raw_len: usize = sorted.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let mut out = Vec::with_capacity(16 + raw_len + raw_len / 2 + sorted.len() * 6);
+        out.extend_from_slice(method.as_str().as_bytes());
+        out.extend_from_slice(b"&%2F&");
+        for (i, (k, v)) in sorted.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b"%26");
+            }
+            double_encode_into(&mut out, k);
+            out.extend_from_slice(b"%3D");
+            double_encode_into(&mut out, v);
+        }
+        let s = String::from_utf8(out).expect("percent-encoded output is ASCII");
         Self(s)
     }
 
@@ -88,21 +99,6 @@ fn redact_param(s: &str, marker: &str) -> String {
             format!("{}<redacted>{}", &s[..value_start], &s[value_end..])
         }
     }
-}
-
-/// `name=value` pairs, each side percent-encoded, joined by `&`; `params` must be sorted.
-fn canonical_query(sorted: &[(&str, &str)]) -> String {
-    let len: usize = sorted.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
-    let mut out = String::with_capacity(len + len / 4);
-    for (i, (k, v)) in sorted.iter().enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        percent_encode_into(&mut out, k);
-        out.push('=');
-        percent_encode_into(&mut out, v);
-    }
-    out
 }
 
 pub(crate) fn hmac_sha1_base64(key: &[u8], data: &[u8]) -> String {
@@ -267,11 +263,17 @@ pub fn sign_rpc_request(
 }
 
 fn encode_pairs(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
+    let len: usize = pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    let mut out = String::with_capacity(len + len / 2 + 48);
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        percent_encode_into(&mut out, k);
+        out.push('=');
+        percent_encode_into(&mut out, v);
+    }
+    out
 }
 
 #[cfg(test)]

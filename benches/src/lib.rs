@@ -1,1 +1,0 @@
-//! Benchmarks for acr-auth; see `benches/`.
