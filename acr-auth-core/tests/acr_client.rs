@@ -312,3 +312,69 @@ async fn unreachable_endpoint_is_a_retryable_transport_error() {
     assert!(e.is_retryable());
     assert!(!e.to_string().contains("test-secret"));
 }
+
+/// A `tracing` writer that keeps everything in memory.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn logs_at_trace_level_contain_no_secret() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
+    let sts = cloud.issue_sts_credentials(Duration::from_secs(1200));
+    let token = sts.security_token().unwrap().expose().to_owned();
+    let secret = sts.access_key_secret().expose().to_owned();
+    let c = client(&cloud, sts.clone(), SignatureAlgorithm::HmacSha1);
+    // A success, a retried failure and a signature error with the server's string to sign.
+    cloud.fail_next(1, Fault::ServiceUnavailable);
+    let registry = c.get_authorization_token(INSTANCE).await.unwrap();
+    let wrong =
+        Credentials::new(sts.access_key_id(), "bad-secret-123").with_security_token(token.clone());
+    let _ = client(&cloud, wrong, SignatureAlgorithm::HmacSha1)
+        .get_personal_token()
+        .await;
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("retrying"), "the retry is logged: {logs}");
+    for s in [
+        &token[..30],
+        &secret,
+        registry.password.expose(),
+        "bad-secret-123",
+    ] {
+        assert!(!logs.contains(s), "secret {s:?} in logs:\n{logs}");
+    }
+}
+
+#[test]
+fn registry_token_debug_and_display_hide_the_password() {
+    let t = acr_auth_core::acr::RegistryToken {
+        username: "temp_user_cr".into(),
+        password: "p4ssw0rd-value".into(),
+        expires_at: std::time::UNIX_EPOCH + Duration::from_secs(1_714_554_000),
+    };
+    for shown in [format!("{t:?}"), t.to_string()] {
+        assert!(
+            shown.contains("temp_user_cr") && shown.contains("2024-05-01T09:00:00Z"),
+            "{shown}"
+        );
+        assert!(!shown.contains("p4ssw0rd-value"), "{shown}");
+    }
+}

@@ -19,8 +19,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(path) => {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| format!("cannot read config file {path}: {e}"))?;
-            serde_json::from_str::<FakeCloudConfig>(&text)
-                .map_err(|e| format!("invalid config file {path}: {e}"))?
+            let mut de = serde_json::Deserializer::from_str(&text);
+            serde_path_to_error::deserialize::<_, FakeCloudConfig>(&mut de).map_err(|e| {
+                format!("invalid config file {path}: at {}: {}", e.path(), e.inner())
+            })?
         }
         None => FakeCloudConfig::sample(),
     };

@@ -26,7 +26,7 @@ pub struct TokenArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Json)]
     format: Format,
-    /// Call the VPC API endpoint cr-vpc.<region>.aliyuncs.com.
+    /// Call the VPC API endpoint cr-vpc.REGION.aliyuncs.com.
     #[arg(long)]
     vpc: bool,
 }
