@@ -2,10 +2,12 @@
 //! (2018-12-01), Personal Edition `GET /tokens` (2016-06-07), endpoint resolution, and the
 //! registry host grammar.
 
+mod endpoint;
 mod host;
 mod response;
 mod token;
 
+pub use endpoint::{enterprise_registry_hosts, InstanceDomain, InstanceEndpoint};
 pub use host::{personal_registry_hosts, Edition, Network, NotAcrHost, RegistryHost};
 pub use token::RegistryToken;
 
@@ -49,42 +51,6 @@ pub enum Endpoint {
     Vpc,
     /// An explicit base URL (a proxy, a private endpoint, a test server).
     Url(String),
-}
-
-/// One entry of `ListInstanceEndpoint`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstanceEndpoint {
-    /// `internet`, `vpc`, ...
-    pub endpoint_type: String,
-    /// Whether the endpoint is turned on.
-    pub enabled: bool,
-    /// e.g. `RUNNING`.
-    pub status: String,
-    /// The registry domains served on this endpoint.
-    pub domains: Vec<InstanceDomain>,
-}
-
-/// A domain of an instance endpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstanceDomain {
-    /// The host name.
-    pub domain: String,
-    /// `SYSTEM` (assigned by ACR) or `USER` (a custom domain).
-    pub kind: String,
-}
-
-/// The registry hosts of an Enterprise instance: every domain of every enabled endpoint, in
-/// order, without duplicates.
-pub fn enterprise_registry_hosts(endpoints: &[InstanceEndpoint]) -> Vec<String> {
-    let mut hosts: Vec<String> = Vec::new();
-    for ep in endpoints.iter().filter(|e| e.enabled) {
-        for d in &ep.domains {
-            if !hosts.contains(&d.domain) {
-                hosts.push(d.domain.clone());
-            }
-        }
-    }
-    hosts
 }
 
 /// Builds an [`AcrClient`].
@@ -333,7 +299,7 @@ impl AcrClient {
                 query: vec![("InstanceId", instance_id), ("ModuleName", "Registry")],
             })
             .await?;
-        parse_endpoints(&obj, CTX)
+        endpoint::parse_endpoints(&obj, CTX)
     }
 
     async fn call(&self, call: Call<'_>) -> Result<serde_json::Map<String, Value>, Error> {
@@ -477,69 +443,6 @@ fn encode_query(pairs: &[(&str, &str)]) -> String {
 pub(crate) fn new_nonce() -> String {
     let bytes: [u8; 16] = rand::rng().random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn parse_endpoints(
-    obj: &serde_json::Map<String, Value>,
-    context: &str,
-) -> Result<Vec<InstanceEndpoint>, Error> {
-    use response::{field, type_name};
-    let bad = |what: String| Error::invalid_response(context, what);
-    let list = match field(obj, "Endpoints") {
-        Some(Value::Array(a)) => a,
-        Some(other) => {
-            return Err(bad(format!(
-                "field Endpoints should be an array, found {}",
-                type_name(other)
-            )))
-        }
-        None => return Err(bad("field Endpoints is missing".into())),
-    };
-    list.iter()
-        .enumerate()
-        .map(|(i, ep)| {
-            let ep = ep
-                .as_object()
-                .ok_or_else(|| bad(format!("Endpoints[{i}] should be an object")))?;
-            let domains = match field(ep, "Domains") {
-                None | Some(Value::Null) => Vec::new(),
-                Some(Value::Array(ds)) => ds
-                    .iter()
-                    .enumerate()
-                    .map(|(j, d)| {
-                        let d = d.as_object().ok_or_else(|| {
-                            bad(format!("Endpoints[{i}].Domains[{j}] should be an object"))
-                        })?;
-                        Ok(InstanceDomain {
-                            domain: response::required_str(d, "Domain", context)?,
-                            kind: field(d, "Type")
-                                .and_then(Value::as_str)
-                                .unwrap_or("SYSTEM")
-                                .to_owned(),
-                        })
-                    })
-                    .collect::<Result<_, Error>>()?,
-                Some(other) => {
-                    return Err(bad(format!(
-                        "Endpoints[{i}].Domains should be an array, found {}",
-                        type_name(other)
-                    )))
-                }
-            };
-            Ok(InstanceEndpoint {
-                endpoint_type: field(ep, "EndpointType")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned(),
-                enabled: field(ep, "Enable").and_then(Value::as_bool).unwrap_or(true),
-                status: field(ep, "Status")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned(),
-                domains,
-            })
-        })
-        .collect()
 }
 
 /// Parses a JSON body the way the client does, for property tests and tools: an error for

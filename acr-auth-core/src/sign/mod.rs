@@ -22,6 +22,18 @@ pub use v3::{sha256_hex, V3Authorization, V3Signature, EMPTY_SHA256, V3_ALGORITH
 use std::fmt;
 use std::str::FromStr;
 
+/// `text` with the value of every `x-acs-security-token:` line replaced by `<redacted>`; for
+/// logging ROA strings to sign and V3 canonical requests.
+fn redact_security_token_lines(text: &str) -> String {
+    text.split('\n')
+        .map(|line| match line.strip_prefix("x-acs-security-token:") {
+            Some(_) => "x-acs-security-token:<redacted>",
+            None => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The HTTP methods the signed APIs use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Method {

@@ -100,14 +100,7 @@ impl RoaStringToSign {
 
     /// The string with the `x-acs-security-token` value replaced by `<redacted>`.
     pub fn redacted(&self) -> String {
-        self.0
-            .split('\n')
-            .map(|line| match line.strip_prefix("x-acs-security-token:") {
-                Some(_) => "x-acs-security-token:<redacted>",
-                None => line,
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+        super::redact_security_token_lines(&self.0)
     }
 
     /// `Base64(HMAC-SHA1(secret, self))`; the key has no `&` suffix, unlike RPC.

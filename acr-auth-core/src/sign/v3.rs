@@ -149,14 +149,7 @@ impl V3Signature {
 
     /// The canonical request with the `x-acs-security-token` header value redacted.
     pub fn canonical_request_redacted(&self) -> String {
-        self.canonical_request
-            .split('\n')
-            .map(|line| match line.strip_prefix("x-acs-security-token:") {
-                Some(_) => "x-acs-security-token:<redacted>",
-                None => line,
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+        super::redact_security_token_lines(&self.canonical_request)
     }
 
     /// `ACS3-HMAC-SHA256\n<hex sha256 of the canonical request>`.

@@ -146,60 +146,41 @@ pub(crate) fn authenticate(
         )
     })?;
 
-    // Timestamp and nonce.
-    let (timestamp, nonce) = match id.scheme {
-        Scheme::Rpc | Scheme::AnonymousRpc => {
-            let ts = id.params.get("Timestamp").ok_or_else(|| {
-                bad_request(
-                    "MissingParameter",
-                    "Timestamp is mandatory for this action.",
-                )
-            })?;
-            let parsed = acr_auth_core::time::parse_iso8601(ts).ok_or_else(|| {
-                bad_request(
-                    "InvalidTimeStamp.Format",
-                    "Specified time stamp or date header is not in the right format.",
-                )
-            })?;
-            (parsed, id.params.get("SignatureNonce").cloned())
-        }
-        Scheme::V3 => {
-            let ts = header(req, "x-acs-date").ok_or_else(|| {
-                bad_request(
-                    "MissingParameter",
-                    "x-acs-date is mandatory for this action.",
-                )
-            })?;
-            let parsed = acr_auth_core::time::parse_iso8601(ts).ok_or_else(|| {
-                bad_request(
-                    "InvalidTimeStamp.Format",
-                    "Specified time stamp or date header is not in the right format.",
-                )
-            })?;
-            (
-                parsed,
+    // Timestamp and nonce: RPC carries them as parameters, V3 and ROA as headers.
+    type ParseTime = fn(&str) -> Option<SystemTime>;
+    let (raw_time, parse_time, time_name, nonce): (Option<&str>, ParseTime, &str, Option<String>) =
+        match id.scheme {
+            Scheme::Rpc | Scheme::AnonymousRpc => (
+                id.params.get("Timestamp").map(String::as_str),
+                acr_auth_core::time::parse_iso8601,
+                "Timestamp",
+                id.params.get("SignatureNonce").cloned(),
+            ),
+            Scheme::V3 => (
+                header(req, "x-acs-date"),
+                acr_auth_core::time::parse_iso8601,
+                "x-acs-date",
                 header(req, "x-acs-signature-nonce").map(str::to_owned),
-            )
-        }
-        Scheme::Roa => {
-            let date = header(req, "date").ok_or_else(|| {
-                bad_request(
-                    "MissingParameter",
-                    "Date header is mandatory for this action.",
-                )
-            })?;
-            let parsed = acr_auth_core::time::parse_rfc1123(date).ok_or_else(|| {
-                bad_request(
-                    "InvalidTimeStamp.Format",
-                    "Specified time stamp or date header is not in the right format.",
-                )
-            })?;
-            (
-                parsed,
+            ),
+            Scheme::Roa => (
+                header(req, "date"),
+                acr_auth_core::time::parse_rfc1123,
+                "Date",
                 header(req, "x-acs-signature-nonce").map(str::to_owned),
-            )
-        }
-    };
+            ),
+        };
+    let raw_time = raw_time.ok_or_else(|| {
+        bad_request(
+            "MissingParameter",
+            &format!("{time_name} is mandatory for this action."),
+        )
+    })?;
+    let timestamp = parse_time(raw_time).ok_or_else(|| {
+        bad_request(
+            "InvalidTimeStamp.Format",
+            "Specified time stamp or date header is not in the right format.",
+        )
+    })?;
     let now = shared.now();
     let skew = now
         .duration_since(timestamp)
