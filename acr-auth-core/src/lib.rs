@@ -18,6 +18,7 @@
 //! ```
 
 pub mod acr;
+pub mod cache;
 pub mod credentials;
 pub mod docker_config;
 mod error;
