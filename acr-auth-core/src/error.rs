@@ -19,6 +19,9 @@ pub enum ErrorKind {
     InvalidInput,
     /// No usable credentials.
     Credentials,
+    /// A credentials source is not set up here (no variables, no file, no instance role): a
+    /// provider chain moves on to the next source.
+    NotConfigured,
 }
 
 impl ErrorKind {
@@ -31,6 +34,7 @@ impl ErrorKind {
             ErrorKind::InvalidResponse => "invalid_response",
             ErrorKind::InvalidInput => "invalid_input",
             ErrorKind::Credentials => "credentials",
+            ErrorKind::NotConfigured => "not_configured",
         }
     }
 }
@@ -83,6 +87,16 @@ impl Error {
     /// An [`ErrorKind::InvalidInput`] error.
     pub fn invalid_input(context: impl Into<String>, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::InvalidInput, context, message)
+    }
+
+    /// An [`ErrorKind::NotConfigured`] error: `source` is not set up, for `reason`.
+    pub fn not_configured(source: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotConfigured, source, reason)
+    }
+
+    /// An [`ErrorKind::Credentials`] error.
+    pub fn credentials(context: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Credentials, context, message)
     }
 
     /// An [`ErrorKind::InvalidResponse`] error.
@@ -159,7 +173,7 @@ impl Error {
             ErrorKind::Transport | ErrorKind::Timeout => true,
             ErrorKind::Api => is_retryable_api_error(self.status, self.code.as_deref()),
             ErrorKind::InvalidResponse => self.status.is_some_and(|s| s >= 500),
-            ErrorKind::InvalidInput | ErrorKind::Credentials => false,
+            ErrorKind::InvalidInput | ErrorKind::Credentials | ErrorKind::NotConfigured => false,
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod credentials;
 pub mod docker_config;
 mod error;
 pub mod http;
+mod response;
 mod secret;
 pub mod sign;
 pub mod time;

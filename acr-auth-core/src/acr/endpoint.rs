@@ -2,8 +2,8 @@
 
 use serde_json::{Map, Value};
 
-use super::response::{self, field, type_name};
 use crate::error::Error;
+use crate::response::{self, field, type_name};
 
 /// One entry of `ListInstanceEndpoint`.
 #[derive(Debug, Clone, PartialEq, Eq)]

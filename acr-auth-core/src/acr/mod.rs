@@ -4,7 +4,7 @@
 
 mod endpoint;
 mod host;
-mod response;
+
 mod token;
 
 pub use endpoint::{enterprise_registry_hosts, InstanceDomain, InstanceEndpoint};
@@ -417,7 +417,7 @@ impl AcrClient {
         let response = http::send(request, call.context)
             .await
             .map_err(|e| e.scrub(&secrets))?;
-        response::json_object(&response, call.context).map_err(|e| e.scrub(&secrets))
+        crate::response::json_object(&response, call.context).map_err(|e| e.scrub(&secrets))
     }
 }
 
@@ -462,7 +462,7 @@ pub fn parse_token_response(
         status,
         body: body.to_vec(),
     };
-    let obj = response::json_object(&resp, ctx)?;
+    let obj = crate::response::json_object(&resp, ctx)?;
     if personal {
         RegistryToken::from_personal(&obj, ctx)
     } else {

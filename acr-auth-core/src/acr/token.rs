@@ -5,8 +5,8 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 
-use super::response::{field, required_str, required_u64, type_name};
 use crate::error::Error;
+use crate::response::{field, required_str, required_u64, type_name};
 use crate::time::from_epoch_millis;
 use crate::SecretString;
 

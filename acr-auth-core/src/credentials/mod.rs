@@ -1,7 +1,30 @@
-//! Alibaba Cloud credentials.
-//!
-//! This module holds the [`Credentials`] value used for signing. The providers (environment,
-//! profile files, ECS metadata, STS) and the default chain build on it.
+//! Alibaba Cloud credentials: the [`Credentials`] value, the [`ProvideCredentials`] trait, the
+//! providers (static, environment, profile files, ECS metadata, STS `AssumeRole` and
+//! `AssumeRoleWithOIDC`, credentials URI, the ACK managed-role payload) and the default chain.
+
+mod chain;
+mod ecs;
+mod env;
+mod managed;
+mod profile;
+mod sts;
+mod token_mode;
+mod uri;
+
+pub use chain::DefaultCredentialsChain;
+pub use ecs::{EcsMetadataProvider, DEFAULT_METADATA_ENDPOINT, METADATA_ENDPOINT_ENV};
+pub use env::{FileSystem, InMemoryFs, ProviderEnv, RealFs};
+pub use managed::decode_managed_role_token;
+pub use profile::{cli_profile_provider, ini_file_provider, SharedProvider};
+pub use sts::{
+    sts_endpoint, AssumeRoleBuilder, AssumeRoleProvider, OidcBuilder, OidcProvider,
+    DEFAULT_SESSION_DURATION, DEFAULT_SESSION_NAME, DEFAULT_STS_THRESHOLD, STS_ENDPOINT_ENV,
+};
+pub use token_mode::{
+    managed_role_since, resolve_token_mode, ClusterFacts, IdentitySource, TokenMode,
+    UnknownTokenMode, MANAGED_ROLE_SINCE_EPOCH_SECS,
+};
+pub use uri::CredentialsUriProvider;
 
 use std::fmt;
 use std::time::SystemTime;
@@ -93,6 +116,12 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 pub trait ProvideCredentials: Send + Sync + fmt::Debug {
     /// The credentials to sign the next request with.
     fn provide_credentials(&self) -> BoxFuture<'_, Result<Credentials, crate::Error>>;
+}
+
+impl<T: ProvideCredentials + ?Sized> ProvideCredentials for std::sync::Arc<T> {
+    fn provide_credentials(&self) -> BoxFuture<'_, Result<Credentials, crate::Error>> {
+        (**self).provide_credentials()
+    }
 }
 
 impl ProvideCredentials for Credentials {
