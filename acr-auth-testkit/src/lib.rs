@@ -16,5 +16,5 @@ pub mod cloud;
 
 pub use cloud::{
     AccessKeyConfig, FakeCloud, FakeCloudConfig, Fault, InstanceConfig, MetadataConfig,
-    OidcProviderConfig, RoleConfig,
+    OidcProviderConfig, RoleConfig, METADATA_FAULT_TARGET,
 };

@@ -10,6 +10,8 @@ use serde_json::json;
 
 use super::{api::issue_sts, random_token, RawRequest, Shared};
 
+/// The `fail_next_action` target that makes metadata reads fail with HTTP 500.
+pub const METADATA_FAULT_TARGET: &str = "metadata";
 const TOKEN_HEADER: &str = "x-aliyun-ecs-metadata-token";
 const TTL_HEADER: &str = "x-aliyun-ecs-metadata-token-ttl-seconds";
 const ROLE_PREFIX: &str = "/latest/meta-data/ram/security-credentials/";
@@ -20,11 +22,19 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response {
 
 pub(crate) fn handle(shared: &Shared, req: &RawRequest) -> Response {
     let path = req.uri.path();
-    *shared
-        .lock()
-        .calls
-        .entry(format!("metadata:{path}"))
-        .or_default() += 1;
+    let fault = {
+        let mut inner = shared.lock();
+        *inner.calls.entry(format!("metadata:{path}")).or_default() += 1;
+        // Only faults aimed at "metadata" apply here; `fail_next` targets the APIs.
+        let pos = inner
+            .faults
+            .iter()
+            .position(|(action, _)| action.as_deref() == Some(METADATA_FAULT_TARGET));
+        pos.and_then(|p| inner.faults.remove(p))
+    };
+    if fault.is_some() {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+    }
 
     if req.method == Method::PUT && path == "/latest/api/token" {
         let ttl = req
@@ -100,4 +110,27 @@ pub(crate) fn handle(shared: &Shared, req: &RawRequest) -> Response {
         }
         _ => text(StatusCode::NOT_FOUND, "not found"),
     }
+}
+
+/// `GET /credentials-uri`: fresh STS credentials in the credentials-URI format.
+pub(crate) fn credentials_uri(shared: &Shared) -> Response {
+    *shared
+        .lock()
+        .calls
+        .entry("CredentialsUri".to_owned())
+        .or_default() += 1;
+    let (id, sts) = issue_sts(shared, Duration::from_secs(3600));
+    let body = json!({
+        "Code": "Success",
+        "AccessKeyId": id,
+        "AccessKeySecret": sts.secret,
+        "SecurityToken": sts.token,
+        "Expiration": format_iso8601(sts.expires_at),
+    });
+    (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }

@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
+pub use metadata::METADATA_FAULT_TARGET;
 pub use registry::{REGISTRY_ISSUER, REGISTRY_SERVICE};
 
 /// A long-lived AccessKey the fake accepts.
@@ -348,12 +349,18 @@ impl FakeCloud {
         inner.faults.extend(std::iter::repeat_n((None, fault), n));
     }
 
-    /// The next `n` calls of `action` fail with `fault`.
+    /// The next `n` calls of `action` fail with `fault` (`METADATA_FAULT_TARGET` makes the next
+    /// `n` metadata reads answer HTTP 500, whatever the fault).
     pub fn fail_next_action(&self, action: &str, n: usize, fault: Fault) {
         let mut inner = self.shared.lock();
         inner
             .faults
             .extend(std::iter::repeat_n((Some(action.to_owned()), fault), n));
+    }
+
+    /// A credentials URI (for `ALIBABA_CLOUD_CREDENTIALS_URI`) handing out fresh STS credentials.
+    pub fn credentials_uri(&self) -> String {
+        format!("{}/credentials-uri", self.url())
     }
 
     /// The URL of the registry token server, for a registry's `auth.token.realm`.
@@ -458,6 +465,9 @@ async fn dispatch(
     }
     if path == "/registry/token" {
         return registry::handle(&shared, &req);
+    }
+    if path == "/credentials-uri" {
+        return metadata::credentials_uri(&shared);
     }
     api::handle(&shared, req).await
 }
