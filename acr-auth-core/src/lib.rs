@@ -19,6 +19,7 @@
 
 pub mod acr;
 pub mod cache;
+pub mod config;
 pub mod credentials;
 pub mod docker_config;
 mod error;
