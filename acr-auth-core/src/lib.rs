@@ -27,6 +27,7 @@ pub mod http;
 mod response;
 mod secret;
 pub mod sign;
+pub mod source;
 pub mod time;
 
 pub use error::{Error, ErrorKind};

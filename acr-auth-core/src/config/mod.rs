@@ -20,7 +20,7 @@ mod item;
 mod yaml;
 
 pub use duration::{format_go_duration, parse_go_duration};
-pub use item::RegistryItem;
+pub use item::{RegistryItem, DEFAULT_EXPIRE_DURATION};
 pub use yaml::Position;
 
 use std::fmt;

@@ -1,0 +1,360 @@
+//! Registry credential sources: for each `acr-registry-info` item, the identity chain, the ACR
+//! client and the token cache that yield `{token, hosts}`.
+//!
+//! Identity, first match wins: `customAccessKey*`, then RRSA (`AssumeRoleWithOIDC`, when
+//! `rrsa.enable`), then the base identity; then `assumeRoleARN` if set. Identical identities
+//! share one provider, and items naming the same (instance, region, identity) share one token
+//! cache, so the number of ACR calls never depends on how often a registry is listed.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::acr::{
+    enterprise_registry_hosts, personal_registry_hosts, AcrClient, Endpoint, RegistryToken,
+};
+use crate::cache::ExpiringCache;
+use crate::config::{HelperConfig, RegistryItem};
+use crate::credentials::{
+    AssumeRoleProvider, Credentials, OidcProvider, ProviderEnv, SharedProvider,
+};
+use crate::error::Error;
+use crate::http::RetryPolicy;
+
+/// Where the ACK RRSA webhook mounts the projected OIDC token by default.
+pub const DEFAULT_RRSA_TOKEN_FILE: &str = "/var/run/secrets/ack.alibabacloud.com/rrsa-tokens/token";
+/// How long an instance's endpoint list is reused before `ListInstanceEndpoint` is called again.
+pub const ENDPOINTS_TTL: Duration = Duration::from_secs(3600);
+
+/// A registry login and the hosts it is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryCredential {
+    /// The temporary login.
+    pub token: RegistryToken,
+    /// Registry hosts to write it for.
+    pub hosts: Vec<String>,
+}
+
+/// What every source shares.
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    /// The cluster's region (items without `regionId`).
+    pub cluster_region: String,
+    /// The base identity (section 2 of BEHAVIOUR.md).
+    pub base_identity: SharedProvider,
+    /// A description of the base identity, for summaries ("ECS instance RAM role").
+    pub base_identity_name: String,
+    /// Environment: STS/metadata endpoint overrides, the RRSA token file, the clock.
+    pub env: ProviderEnv,
+    /// An explicit ACR endpoint for every client (default: per region, or `ACR_AUTH_ACR_ENDPOINT`).
+    pub acr_endpoint: Option<Endpoint>,
+    /// Retry policy of the ACR clients.
+    pub retry: RetryPolicy,
+}
+
+/// One item's source of registry credentials.
+#[derive(Debug)]
+pub struct RegistrySource {
+    description: String,
+    identity_chain: String,
+    region: String,
+    instance_id: Option<String>,
+    domains: Vec<String>,
+    custom_domains: Vec<String>,
+    client: Arc<AcrClient>,
+    tokens: Arc<ExpiringCache<RegistryToken>>,
+    endpoints: Option<Arc<ExpiringCache<Vec<String>>>>,
+    clock: crate::time::SharedClock,
+}
+
+/// The sources of a whole configuration.
+#[derive(Debug)]
+pub struct RegistrySources {
+    sources: Vec<Arc<RegistrySource>>,
+}
+
+/// The items of a configuration: `acr-registry-info`, or the Personal Edition registry of the
+/// cluster's region when it is empty.
+fn effective_items(config: &HelperConfig) -> Vec<RegistryItem> {
+    if config.registries.is_empty() {
+        vec![RegistryItem {
+            expire_duration: crate::config::DEFAULT_EXPIRE_DURATION,
+            ..RegistryItem::default()
+        }]
+    } else {
+        config.registries.clone()
+    }
+}
+
+/// Describes the identity chain of an item without building anything ("RRSA role X -> AssumeRole Y").
+pub fn describe_identity(item: &RegistryItem, rrsa_enabled: bool, base: &str) -> String {
+    let mut chain = if let Some(ak) = &item.custom_access_key {
+        let shown: String = ak.chars().take(6).collect();
+        format!("customAccessKey {shown}***")
+    } else if let (true, Some(role)) = (rrsa_enabled, &item.rrsa_role_arn) {
+        format!("RRSA (AssumeRoleWithOIDC {role})")
+    } else {
+        base.to_owned()
+    };
+    if let Some(role) = &item.assume_role_arn {
+        chain.push_str(&format!(
+            " -> AssumeRole {role} ({}s)",
+            item.expire_duration.as_secs()
+        ));
+    }
+    chain
+}
+
+impl RegistrySources {
+    /// Builds a source per item of `config`, sharing identities and token caches.
+    pub fn build(config: &HelperConfig, settings: &SourceSettings) -> Result<Self, Error> {
+        let clock = settings.env.clock().clone();
+        let mut identities: HashMap<String, SharedProvider> = HashMap::new();
+        let mut clients: HashMap<(String, String), Arc<AcrClient>> = HashMap::new();
+        let mut token_caches: HashMap<String, Arc<ExpiringCache<RegistryToken>>> = HashMap::new();
+        let mut endpoint_caches: HashMap<String, Arc<ExpiringCache<Vec<String>>>> = HashMap::new();
+        let mut sources = Vec::new();
+        for (index, item) in effective_items(config).iter().enumerate() {
+            let context = format!("acr-registry-info[{index}]");
+            let region = item
+                .region_id
+                .clone()
+                .unwrap_or_else(|| settings.cluster_region.clone());
+            let (identity_key, identity) = identity_for(
+                item,
+                config.rrsa_enabled,
+                settings,
+                &mut identities,
+                &context,
+            )?;
+            let client = match clients.get(&(region.clone(), identity_key.clone())) {
+                Some(c) => c.clone(),
+                None => {
+                    let mut b = AcrClient::builder(&region)
+                        .credentials_provider(identity)
+                        .retry(settings.retry)
+                        .clock(clock.clone());
+                    if let Some(e) = &settings.acr_endpoint {
+                        b = b.endpoint(e.clone());
+                    }
+                    let c = Arc::new(b.build()?);
+                    clients.insert((region.clone(), identity_key.clone()), c.clone());
+                    c
+                }
+            };
+            let instance = item.instance_id.clone();
+            let token_key = format!(
+                "{}|{region}|{identity_key}",
+                instance.as_deref().unwrap_or("personal")
+            );
+            let tokens = token_caches
+                .entry(token_key)
+                .or_insert_with(|| {
+                    Arc::new(ExpiringCache::new(config.expiring_threshold, clock.clone()))
+                })
+                .clone();
+            let endpoints = instance.as_ref().map(|id| {
+                endpoint_caches
+                    .entry(format!("{id}|{region}|{identity_key}"))
+                    .or_insert_with(|| {
+                        Arc::new(
+                            ExpiringCache::new(Duration::ZERO, clock.clone())
+                                .with_max_jitter(Duration::ZERO),
+                        )
+                    })
+                    .clone()
+            });
+            let description = match &instance {
+                Some(id) => format!("Enterprise Edition {id} in {region}"),
+                None => format!("Personal Edition in {region}"),
+            };
+            sources.push(Arc::new(RegistrySource {
+                description,
+                identity_chain: describe_identity(
+                    item,
+                    config.rrsa_enabled,
+                    &settings.base_identity_name,
+                ),
+                region,
+                instance_id: instance,
+                domains: item.domains.clone(),
+                custom_domains: item.custom_domains.clone(),
+                client,
+                tokens,
+                endpoints,
+                clock: clock.clone(),
+            }));
+        }
+        Ok(Self { sources })
+    }
+
+    /// Every source, in configuration order.
+    pub fn sources(&self) -> &[Arc<RegistrySource>] {
+        &self.sources
+    }
+}
+
+fn identity_for(
+    item: &RegistryItem,
+    rrsa_enabled: bool,
+    settings: &SourceSettings,
+    identities: &mut HashMap<String, SharedProvider>,
+    context: &str,
+) -> Result<(String, SharedProvider), Error> {
+    let (mut key, mut provider): (String, SharedProvider) = if let (Some(ak), Some(sk)) =
+        (&item.custom_access_key, &item.custom_access_key_secret)
+    {
+        let key = format!("ak:{ak}");
+        let p = identities
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(Credentials::new(ak.clone(), sk.clone())))
+            .clone();
+        (key, p)
+    } else if let (true, Some(role), Some(oidc)) = (
+        rrsa_enabled,
+        &item.rrsa_role_arn,
+        &item.rrsa_oidc_provider_arn,
+    ) {
+        let key = format!("rrsa:{role}|{oidc}");
+        let p = match identities.get(&key) {
+            Some(p) => p.clone(),
+            None => {
+                let file = settings
+                    .env
+                    .var("ALIBABA_CLOUD_OIDC_TOKEN_FILE")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_RRSA_TOKEN_FILE));
+                let mut b = OidcProvider::builder(role.clone(), oidc.clone(), file)
+                    .env(settings.env.clone());
+                if let Some(name) = &item.role_session_name {
+                    b = b.session_name(name.clone());
+                }
+                if let Some(e) = &item.sts_endpoint {
+                    b = b.sts_endpoint(e.clone());
+                }
+                let p: SharedProvider = Arc::new(b.build().map_err(|e| in_context(e, context))?);
+                identities.insert(key.clone(), p.clone());
+                p
+            }
+        };
+        (key, p)
+    } else {
+        ("base".to_owned(), settings.base_identity.clone())
+    };
+    if let Some(role) = &item.assume_role_arn {
+        let session = item
+            .role_session_name
+            .clone()
+            .unwrap_or_else(|| crate::credentials::DEFAULT_SESSION_NAME.to_owned());
+        key = format!("{key}->{role}|{session}|{}", item.expire_duration.as_secs());
+        provider = match identities.get(&key) {
+            Some(p) => p.clone(),
+            None => {
+                let mut b = AssumeRoleProvider::builder(provider, role.clone())
+                    .session_name(session)
+                    .duration(item.expire_duration)
+                    .env(settings.env.clone());
+                if let Some(e) = &item.sts_endpoint {
+                    b = b.sts_endpoint(e.clone());
+                }
+                let p: SharedProvider = Arc::new(b.build().map_err(|e| in_context(e, context))?);
+                identities.insert(key.clone(), p.clone());
+                p
+            }
+        };
+    }
+    Ok((key, provider))
+}
+
+fn in_context(e: Error, context: &str) -> Error {
+    Error::new(
+        e.kind(),
+        format!("{context}: {}", e.context()),
+        e.message().to_owned(),
+    )
+}
+
+impl RegistrySource {
+    /// "Enterprise Edition cri-xxx in cn-hangzhou".
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// The identity chain, e.g. "ECS instance RAM role -> AssumeRole acs:ram::1:role/x (3600s)".
+    pub fn identity_chain(&self) -> &str {
+        &self.identity_chain
+    }
+
+    /// The region called.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The current credential, renewed when due (see [`ExpiringCache`]).
+    pub async fn credential(&self) -> Result<RegistryCredential, Error> {
+        let token = self
+            .tokens
+            .get_or_load(|| async {
+                let token = match &self.instance_id {
+                    Some(id) => self.client.get_authorization_token(id).await?,
+                    None => self.client.get_personal_token().await?,
+                };
+                tracing::info!(
+                    registry = %self.description,
+                    expires_at = %crate::time::format_iso8601(token.expires_at),
+                    "fetched a registry token"
+                );
+                let expires_at = token.expires_at;
+                Ok((token, expires_at))
+            })
+            .await?;
+        Ok(RegistryCredential {
+            hosts: self.hosts().await?,
+            token,
+        })
+    }
+
+    /// When the cached token is due for renewal, if one is cached.
+    pub fn renew_at(&self) -> Option<SystemTime> {
+        self.tokens.renew_at_time()
+    }
+
+    async fn hosts(&self) -> Result<Vec<String>, Error> {
+        let mut hosts = match (&self.instance_id, &self.endpoints) {
+            (Some(id), Some(cache)) => {
+                let all = cache
+                    .get_or_load(|| async {
+                        let eps = self.client.list_instance_endpoint(id).await?;
+                        Ok((
+                            enterprise_registry_hosts(&eps),
+                            self.clock.now() + ENDPOINTS_TTL,
+                        ))
+                    })
+                    .await?;
+                if self.domains.is_empty() {
+                    all
+                } else {
+                    let (known, unknown): (Vec<String>, Vec<String>) =
+                        self.domains.iter().cloned().partition(|d| all.contains(d));
+                    if !unknown.is_empty() {
+                        tracing::warn!(
+                            registry = %self.description,
+                            domains = ?unknown,
+                            "domains are not domains of the instance; skipped"
+                        );
+                    }
+                    known
+                }
+            }
+            _ if !self.domains.is_empty() => self.domains.clone(),
+            _ => personal_registry_hosts(&self.region).to_vec(),
+        };
+        for d in &self.custom_domains {
+            if !hosts.contains(d) {
+                hosts.push(d.clone());
+            }
+        }
+        Ok(hosts)
+    }
+}

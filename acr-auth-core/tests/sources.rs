@@ -1,0 +1,200 @@
+//! Registry credential sources built from a configuration, against the fake cloud.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use acr_auth_core::acr::Endpoint;
+use acr_auth_core::config::HelperConfig;
+use acr_auth_core::credentials::{Credentials, ProviderEnv};
+use acr_auth_core::http::RetryPolicy;
+use acr_auth_core::source::{RegistrySources, SourceSettings};
+use acr_auth_core::time::{Clock, ManualClock, SystemClock};
+use acr_auth_testkit::{AccessKeyConfig, FakeCloud, FakeCloudConfig};
+
+struct World {
+    cloud: FakeCloud,
+    clock: ManualClock,
+}
+
+async fn world() -> World {
+    let mut config = FakeCloudConfig::sample();
+    config.access_keys.push(AccessKeyConfig {
+        id: "LTAIcustom".into(),
+        secret: "custom-secret".into(),
+        acr_allowed: true,
+    });
+    config.access_keys.push(AccessKeyConfig {
+        id: "LTAIdenied".into(),
+        secret: "denied-secret".into(),
+        acr_allowed: false,
+    });
+    let clock = ManualClock::new(SystemClock.now());
+    let cloud = FakeCloud::start_with_clock(config, Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    World { cloud, clock }
+}
+
+impl World {
+    fn settings(&self, env: ProviderEnv) -> SourceSettings {
+        SourceSettings {
+            cluster_region: "cn-hangzhou".into(),
+            base_identity: Arc::new(Credentials::new("LTAItestkey", "test-secret")),
+            base_identity_name: "static test key".into(),
+            env: env.with_clock(Arc::new(self.clock.clone())),
+            acr_endpoint: Some(Endpoint::Url(self.cloud.url())),
+            retry: RetryPolicy::none(),
+        }
+    }
+
+    fn env(&self) -> ProviderEnv {
+        ProviderEnv::from_vars([("ACR_AUTH_STS_ENDPOINT", self.cloud.url())])
+    }
+
+    fn sources(
+        &self,
+        items_yaml: &str,
+        extra: &[(&str, &str)],
+        env: ProviderEnv,
+    ) -> RegistrySources {
+        let mut data = vec![("acr-registry-info", items_yaml)];
+        data.extend_from_slice(extra);
+        let config = HelperConfig::from_configmap(data).unwrap().config;
+        RegistrySources::build(&config, &self.settings(env)).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn empty_configuration_serves_the_personal_registry_of_the_cluster_region() {
+    let w = world().await;
+    let config = HelperConfig::from_configmap(Vec::<(String, String)>::new())
+        .unwrap()
+        .config;
+    let sources = RegistrySources::build(&config, &w.settings(w.env())).unwrap();
+    assert_eq!(sources.sources().len(), 1);
+    let cred = sources.sources()[0].credential().await.unwrap();
+    assert_eq!(
+        cred.hosts,
+        [
+            "registry.cn-hangzhou.aliyuncs.com",
+            "registry-vpc.cn-hangzhou.aliyuncs.com"
+        ]
+    );
+    assert_eq!(cred.token.username, "cr_temp_user");
+    assert_eq!(sources.sources()[0].identity_chain(), "static test key");
+}
+
+#[tokio::test]
+async fn the_same_instance_region_and_identity_share_one_token() {
+    let w = world().await;
+    let items =
+        "- instanceId: cri-testinstance01\n  domains: acme-registry.cn-hangzhou.cr.aliyuncs.com\n\
+                 - instanceId: cri-testinstance01\n  customDomains: mirror.example.com\n\
+                 - instanceId: \"\"\n  regionId: cn-beijing\n";
+    let sources = w.sources(items, &[], w.env());
+    let creds: Vec<_> = futures_join(&sources).await;
+    assert_eq!(creds[0].token, creds[1].token, "shared");
+    assert_eq!(w.cloud.calls("GetAuthorizationToken"), 1);
+    assert_eq!(w.cloud.calls("ListInstanceEndpoint"), 1);
+    assert_eq!(
+        creds[0].hosts,
+        ["acme-registry.cn-hangzhou.cr.aliyuncs.com"],
+        "narrowed by domains"
+    );
+    assert_eq!(
+        creds[1].hosts,
+        [
+            "acme-registry.cn-hangzhou.cr.aliyuncs.com",
+            "registry.acme.example",
+            "acme-registry-vpc.cn-hangzhou.cr.aliyuncs.com",
+            "mirror.example.com"
+        ]
+    );
+    assert_eq!(
+        creds[2].hosts,
+        [
+            "registry.cn-beijing.aliyuncs.com",
+            "registry-vpc.cn-beijing.aliyuncs.com"
+        ]
+    );
+
+    // Asking again within the threshold costs nothing.
+    futures_join(&sources).await;
+    assert_eq!(w.cloud.calls("GetAuthorizationToken"), 1);
+    assert_eq!(w.cloud.calls("GET /tokens"), 1);
+
+    // At expires_at - 15m (minus jitter) the shared token is renewed once for both items.
+    w.clock.advance(Duration::from_secs(3600 - 15 * 60 + 1));
+    let renewed = futures_join(&sources).await;
+    assert_ne!(renewed[0].token, creds[0].token);
+    assert_eq!(renewed[0].token, renewed[1].token);
+    assert_eq!(w.cloud.calls("GetAuthorizationToken"), 2);
+}
+
+async fn futures_join(sources: &RegistrySources) -> Vec<acr_auth_core::source::RegistryCredential> {
+    let mut out = Vec::new();
+    for s in sources.sources() {
+        out.push(s.credential().await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn assume_role_items_use_sts_and_different_identities_do_not_share() {
+    let w = world().await;
+    let items = "- instanceId: cri-testinstance01\n  assumeRoleARN: acs:ram::1234567890:role/acr-puller\n  expireDuration: 1200\n\
+                 - instanceId: cri-testinstance01\n";
+    let sources = w.sources(items, &[], w.env());
+    assert_eq!(
+        sources.sources()[0].identity_chain(),
+        "static test key -> AssumeRole acs:ram::1234567890:role/acr-puller (1200s)"
+    );
+    let creds = futures_join(&sources).await;
+    assert_ne!(creds[0].token, creds[1].token);
+    assert_eq!(w.cloud.calls("AssumeRole"), 1);
+    assert_eq!(w.cloud.calls("GetAuthorizationToken"), 2);
+    // The token made with the 1200 s session lasts no longer than it.
+    let left = creds[0]
+        .token
+        .expires_at
+        .duration_since(w.clock.now())
+        .unwrap();
+    assert!(left <= Duration::from_secs(1200), "{left:?}");
+}
+
+#[tokio::test]
+async fn custom_access_keys_are_used_per_item() {
+    let w = world().await;
+    let items = "- instanceId: \"\"\n  customAccessKey: LTAIcustom\n  customAccessKeySecret: custom-secret\n\
+                 - instanceId: \"\"\n  regionId: cn-shanghai\n  customAccessKey: LTAIdenied\n  customAccessKeySecret: denied-secret\n";
+    let sources = w.sources(items, &[], w.env());
+    assert_eq!(
+        sources.sources()[0].identity_chain(),
+        "customAccessKey LTAIcu***"
+    );
+    assert!(sources.sources()[0].credential().await.is_ok());
+    let e = sources.sources()[1].credential().await.unwrap_err();
+    assert_eq!(e.code(), Some("NoPrivilege"), "the item's own key was used");
+    assert!(!format!("{sources:?}").contains("denied-secret"));
+}
+
+#[tokio::test]
+async fn rrsa_items_assume_their_role_with_the_pod_token_when_enabled() {
+    let w = world().await;
+    let items = "- instanceId: cri-testinstance01\n  rrsaRoleARN: acs:ram::1234567890:role/acr-puller\n  rrsaOIDCProviderRoleARN: acs:ram::1234567890:oidc-provider/ack-rrsa-test\n";
+    let env = ProviderEnv::from_vars([
+        ("ACR_AUTH_STS_ENDPOINT", w.cloud.url().as_str()),
+        ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", "/var/run/rrsa/token"),
+    ])
+    .with_file("/var/run/rrsa/token", "eyJ.test-oidc-token.sig");
+    let sources = w.sources(items, &[("rrsa", "enable: true")], env.clone());
+    assert!(sources.sources()[0].identity_chain().starts_with("RRSA"));
+    sources.sources()[0].credential().await.unwrap();
+    assert_eq!(w.cloud.calls("AssumeRoleWithOIDC"), 1);
+
+    // Without rrsa.enable the base identity is used.
+    let sources = w.sources(items, &[], env);
+    assert_eq!(sources.sources()[0].identity_chain(), "static test key");
+    sources.sources()[0].credential().await.unwrap();
+    assert_eq!(w.cloud.calls("AssumeRoleWithOIDC"), 1);
+}
