@@ -116,6 +116,18 @@ fn render_docker_config(c: &mut Criterion) {
     });
 }
 
+fn parse_config(c: &mut Criterion) {
+    let data = acr_auth_benches::configmap_with_items(50);
+    c.bench_function("parse_config/50_items", |b| {
+        b.iter(|| {
+            acr_auth_core::config::HelperConfig::from_configmap(
+                black_box(&data).iter().map(|(k, v)| (k, v)),
+            )
+            .unwrap()
+        })
+    });
+}
+
 fn parse_registry_host(c: &mut Criterion) {
     c.bench_function("parse_registry_host", |b| {
         b.iter(|| RegistryHost::parse(black_box("acme-registry-vpc.cn-hangzhou.cr.aliyuncs.com")))
@@ -128,6 +140,7 @@ criterion_group!(
     sign_roa,
     sign_v3,
     render_docker_config,
-    parse_registry_host
+    parse_registry_host,
+    parse_config
 );
 criterion_main!(benches);

@@ -12,3 +12,22 @@ fn rust_and_python_benches_sign_the_same_request() {
     let ours = rpc_signature(Method::Post, get_authorization_token_params(), SECRET);
     assert_eq!(ours, SDK_SIGNATURE);
 }
+
+#[test]
+fn the_bench_configuration_is_valid_and_complete() {
+    let parsed = acr_auth_core::config::HelperConfig::from_configmap(
+        acr_auth_benches::configmap_with_items(50),
+    )
+    .unwrap();
+    assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+    assert_eq!(parsed.config.registries.len(), 50);
+    assert_eq!(
+        parsed
+            .config
+            .registries
+            .iter()
+            .filter(|r| r.is_enterprise())
+            .count(),
+        25
+    );
+}

@@ -92,26 +92,166 @@ async fn token_renders_dockerconfigjson_for_personal_edition() {
     assert_eq!(config.auths[hosts[0]].username, "cr_temp_user");
 }
 
+/// Keeps the default chain away from the real ECS metadata address: tests talk to loopback only.
+const NO_ECS: (&str, &str) = ("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true");
+
 #[tokio::test]
-async fn token_without_credentials_says_what_to_set() {
-    let out = run(&["token", "--region", "cn-hangzhou"], &[]).await;
+async fn token_without_credentials_lists_every_source_tried() {
+    let out = run(&["token", "--region", "cn-hangzhou"], &[NO_ECS]).await;
     assert!(!out.status.success());
-    assert!(
-        stderr(&out)
-            .contains("set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET"),
-        "{}",
-        stderr(&out)
-    );
+    let err = stderr(&out);
+    assert!(err.contains("no credentials found"), "{err}");
+    assert!(err.contains("1. environment: skipped, ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET not set"), "{err}");
+    assert!(err.contains("6. credentials URI: skipped"), "{err}");
     let half = run(
         &["token", "--region", "cn-hangzhou"],
-        &[("ALIBABA_CLOUD_ACCESS_KEY_ID", "x")],
+        &[NO_ECS, ("ALIBABA_CLOUD_ACCESS_KEY_ID", "x")],
     )
     .await;
+    let err = stderr(&half);
     assert!(
-        stderr(&half).contains("ALIBABA_CLOUD_ACCESS_KEY_SECRET is not"),
-        "{}",
-        stderr(&half)
+        err.contains("1. environment: FAILED")
+            && err.contains("ALIBABA_CLOUD_ACCESS_KEY_SECRET is not"),
+        "{err}"
     );
+}
+
+#[tokio::test]
+async fn token_with_an_aliyun_cli_profile() {
+    let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join(".aliyun")).unwrap();
+    std::fs::write(
+        home.path().join(".aliyun/config.json"),
+        r#"{"current": "other", "profiles": [
+            {"name": "other", "mode": "AK", "access_key_id": "LTAIwrong", "access_key_secret": "x"},
+            {"name": "ci", "mode": "AK", "access_key_id": "LTAItestkey", "access_key_secret": "test-secret"}]}"#,
+    )
+    .unwrap();
+    let home_dir = home.path().display().to_string();
+    let url = cloud.url();
+    let env = [
+        NO_ECS,
+        ("HOME", home_dir.as_str()),
+        ("ACR_AUTH_ACR_ENDPOINT", url.as_str()),
+    ];
+    let out = run(
+        &["token", "--region", "cn-hangzhou", "--profile", "ci"],
+        &env,
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let current = run(&["token", "--region", "cn-hangzhou"], &env).await;
+    let err = stderr(&current);
+    assert!(
+        err.contains("InvalidAccessKeyId.NotFound"),
+        "the current profile is used by default: {err}"
+    );
+}
+
+fn write_file(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let p = dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+#[tokio::test]
+async fn check_config_summarises_a_valid_configmap() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_file(
+        &dir,
+        "cm.yaml",
+        r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: acr-configuration
+  namespace: kube-system
+data:
+  service-account: "default,builder"
+  watch-namespace: "all"
+  exclude-namespace: "kube-*"
+  expiring-threshold: "30m"
+  acr-registry-info: |
+    - instanceId: "cri-abc"
+      regionId: "cn-beijing"
+      assumeRoleARN: "acs:ram::123:role/puller"
+    - instanceId: ""
+      customDomains: "mirror.example.com"
+  colour: blue
+"#,
+    );
+    let out = run(&["check-config", &manifest], &[]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for part in [
+        "cm.yaml: valid",
+        "namespaces:         all namespaces, including new ones (excluding kube-*)",
+        "service accounts:   default, builder",
+        "renew:              30m0s before expiry",
+        "1. Enterprise Edition cri-abc in cn-beijing",
+        "identity: the base identity (tokenMode) -> AssumeRole acs:ram::123:role/puller (3600s)",
+        "2. Personal Edition in the cluster's region",
+        "custom:   mirror.example.com",
+        "unknown key \"colour\" ignored",
+    ] {
+        assert!(text.contains(part), "missing {part:?} in\n{text}");
+    }
+    // A plain data mapping works too.
+    let plain = write_file(&dir, "data.yaml", "watch-namespace: dev\n");
+    let out = run(&["check-config", &plain], &[]).await;
+    assert!(
+        out.status.success() && stdout(&out).contains("namespaces:         dev"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[tokio::test]
+async fn check_config_lists_every_error_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_file(
+        &dir,
+        "bad.yaml",
+        r#"kind: ConfigMap
+data:
+  expiring-threshold: "15"
+  acr-registry-info: |
+    - instanceId: 12345
+      domains: "a.com","b.com"
+  webhook-configuration: |
+    timeout-seconds: 60
+"#,
+    );
+    let out = run(&["check-config", &manifest], &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    for part in [
+        "invalid configuration (3 errors)",
+        "expiring-threshold: \"15\": missing unit",
+        "acr-registry-info (line 2, column",
+        "domains: \"a.com,b.com\"",
+        "webhook-configuration.timeout-seconds",
+    ] {
+        assert!(err.contains(part), "missing {part:?} in\n{err}");
+    }
+    let wrong_kind = write_file(&dir, "secret.yaml", "kind: Secret\ndata: {}\n");
+    let err = stderr(&run(&["check-config", &wrong_kind], &[]).await);
+    assert!(
+        err.contains("kind: expected ConfigMap, found \"Secret\""),
+        "{err}"
+    );
+    let number = write_file(
+        &dir,
+        "num.yaml",
+        "kind: ConfigMap\ndata:\n  expiring-threshold: 15\n",
+    );
+    let err = stderr(&run(&["check-config", &number], &[]).await);
+    assert!(
+        err.contains("ConfigMap data values must be strings, found the number 15"),
+        "{err}"
+    );
+    let missing = run(&["check-config", "/nonexistent/cm.yaml"], &[]).await;
+    assert!(stderr(&missing).contains("cannot read /nonexistent/cm.yaml"));
 }
 
 #[tokio::test]

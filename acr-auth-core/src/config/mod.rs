@@ -303,6 +303,98 @@ impl HelperConfig {
         finish(config, report)
     }
 
+    /// Parses a ConfigMap manifest (`kind: ConfigMap`, its `data`) or a plain `data` mapping, as
+    /// YAML or JSON. `data` values must be strings, as the Kubernetes API requires.
+    /// Positions in errors about a key's value count from the start of that value.
+    pub fn from_manifest(text: &str) -> Result<ParsedConfig, ConfigErrors> {
+        const KEY: &str = "manifest";
+        let mut report = Report::default();
+        let root = match yaml::parse(text) {
+            Ok(Some(root)) => root,
+            Ok(None) => return Self::from_configmap(Vec::<(String, String)>::new()),
+            Err(e) => {
+                report.error(KEY, "", e.at, format!("not valid YAML: {}", e.message));
+                return finish(HelperConfig::default(), report);
+            }
+        };
+        let top = match &root {
+            Node::Map { entries, .. } => yaml::map_entries(entries),
+            other => {
+                report.error(
+                    KEY,
+                    "",
+                    Some(other.at()),
+                    format!(
+                        "expected a ConfigMap or a mapping of keys to strings, found {}",
+                        other.describe()
+                    ),
+                );
+                return finish(HelperConfig::default(), report);
+            }
+        };
+        let top = match top {
+            Ok(t) => t,
+            Err(e) => {
+                report.error(KEY, "", e.at, e.message);
+                return finish(HelperConfig::default(), report);
+            }
+        };
+        let kind = top
+            .iter()
+            .find(|(k, _)| *k == "kind")
+            .and_then(|(_, v)| item::scalar_text(v));
+        let data_entries: Vec<(&str, &Node)> = match kind.as_deref() {
+            Some("ConfigMap") => match top.iter().find(|(k, _)| *k == "data") {
+                None => Vec::new(),
+                Some((_, Node::Map { entries, .. })) => match yaml::map_entries(entries) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        report.error("data", "", e.at, e.message);
+                        return finish(HelperConfig::default(), report);
+                    }
+                },
+                Some((_, other)) => {
+                    report.error(
+                        "data",
+                        "",
+                        Some(other.at()),
+                        format!("expected a mapping, found {}", other.describe()),
+                    );
+                    return finish(HelperConfig::default(), report);
+                }
+            },
+            Some(other) => {
+                report.error(
+                    "kind",
+                    "",
+                    None,
+                    format!("expected ConfigMap, found {other:?}"),
+                );
+                return finish(HelperConfig::default(), report);
+            }
+            None => top,
+        };
+        let mut data = Vec::with_capacity(data_entries.len());
+        for (key, node) in data_entries {
+            match node {
+                Node::Scalar { value, plain: false, .. } => data.push((key.to_owned(), value.clone())),
+                Node::Scalar { value, plain: true, .. } if yaml::plain_kind(value) == yaml::PlainKind::String => {
+                    data.push((key.to_owned(), value.clone()));
+                }
+                other => report.error(
+                    key,
+                    "",
+                    Some(other.at()),
+                    format!("ConfigMap data values must be strings, found {}; quote it or use a block (|)", other.describe()),
+                ),
+            }
+        }
+        if !report.errors.is_empty() {
+            return finish(HelperConfig::default(), report);
+        }
+        Self::from_configmap(data)
+    }
+
     /// Parses the managed edition's JSON parameters (`AcrInstanceInfo`, `watchNamespace`,
     /// `serviceAccount`, `expiringThreshold`, `notifyEmail`, `enableRRSA`).
     pub fn from_managed_json(text: &str) -> Result<ParsedConfig, ConfigErrors> {

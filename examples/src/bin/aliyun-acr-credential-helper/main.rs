@@ -1,8 +1,10 @@
 //! `aliyun-acr-credential-helper`: the reference binary of acr-auth.
 //!
 //! - `token`: print a temporary registry credential for an ACR instance.
+//! - `check-config`: what an `acr-configuration` ConfigMap would serve, or its errors.
 //! - `demo`: the whole flow against the built-in fake cloud, no account needed.
 
+mod check_config;
 mod demo;
 mod token;
 
@@ -22,9 +24,13 @@ struct Cli {
 enum Command {
     /// Print a temporary registry credential for an ACR instance.
     ///
-    /// Credentials come from ALIBABA_CLOUD_ACCESS_KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET and
-    /// optionally ALIBABA_CLOUD_SECURITY_TOKEN. ACR_AUTH_ACR_ENDPOINT overrides the API endpoint.
+    /// Credentials come from the Alibaba Cloud default chain: ALIBABA_CLOUD_ACCESS_KEY_ID and
+    /// _SECRET (and _SECURITY_TOKEN), the OIDC/RRSA variables, ~/.aliyun/config.json,
+    /// ~/.alibabacloud/credentials, the ECS instance role, ALIBABA_CLOUD_CREDENTIALS_URI.
+    /// ACR_AUTH_ACR_ENDPOINT overrides the API endpoint.
     Token(token::TokenArgs),
+    /// Check an acr-configuration ConfigMap: print what it would serve, or every error (exit 1).
+    CheckConfig(check_config::CheckConfigArgs),
     /// Run the main flow against the built-in fake Alibaba Cloud and show the result.
     Demo,
 }
@@ -52,6 +58,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Token(args) => token::run(args).await,
+            Command::CheckConfig(args) => check_config::run(args),
             Command::Demo => demo::run().await,
         }
     });

@@ -1,7 +1,7 @@
 //! `token`: a registry credential for one instance, as JSON or `.dockerconfigjson`.
 
 use acr_auth_core::acr::{enterprise_registry_hosts, personal_registry_hosts, AcrClient};
-use acr_auth_core::credentials::from_env_vars;
+use acr_auth_core::credentials::{DefaultCredentialsChain, ProviderEnv};
 use acr_auth_core::docker_config::DockerConfig;
 use acr_auth_core::time::format_iso8601;
 use clap::{Args, ValueEnum};
@@ -29,14 +29,19 @@ pub struct TokenArgs {
     /// Call the VPC API endpoint cr-vpc.REGION.aliyuncs.com.
     #[arg(long)]
     vpc: bool,
+    /// aliyun CLI profile to use (~/.aliyun/config.json) instead of ALIBABA_CLOUD_PROFILE or the
+    /// current one.
+    #[arg(long)]
+    profile: Option<String>,
 }
 
 pub async fn run(args: TokenArgs) -> Result<(), String> {
-    let credentials = from_env_vars(|k| std::env::var(k).ok())
-        .map_err(|e| e.to_string())?
-        .ok_or("no credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET (and ALIBABA_CLOUD_SECURITY_TOKEN for STS credentials)")?;
+    let mut chain = DefaultCredentialsChain::new(ProviderEnv::process());
+    if let Some(profile) = &args.profile {
+        chain = chain.with_profile(profile);
+    }
     let client = AcrClient::builder(&args.region)
-        .credentials(credentials)
+        .credentials_provider(std::sync::Arc::new(chain))
         .vpc(args.vpc)
         .build()
         .map_err(|e| e.to_string())?;
