@@ -137,10 +137,10 @@ impl<T: Clone + Send> ExpiringCache<T> {
     fn renew_at(&self, now: SystemTime, expires_at: SystemTime) -> SystemTime {
         let lifetime = expires_at.duration_since(now).unwrap_or_default();
         if self.threshold >= lifetime {
-            tracing::debug!(
+            tracing::warn!(
                 threshold_s = self.threshold.as_secs(),
                 lifetime_s = lifetime.as_secs(),
-                "threshold is not shorter than the lifetime; renewing at half-life"
+                "the renewal threshold is not shorter than the value's lifetime; renewing at half-life"
             );
             return now + lifetime / 2;
         }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use super::profile::{cli_profile_provider, ini_file_provider, SharedProvider};
 use super::{
     from_env_vars, BoxFuture, Credentials, CredentialsUriProvider, EcsMetadataProvider,
-    OidcProvider, ProvideCredentials, ProviderEnv,
+    EnvironmentProvider, OidcProvider, ProvideCredentials, ProviderEnv,
 };
 use crate::error::{Error, ErrorKind};
 

@@ -131,6 +131,34 @@ impl ProvideCredentials for Credentials {
     }
 }
 
+/// Credentials from the environment variables, read at every call (so a rotated variable set
+/// by a wrapper is seen); a [`crate::ErrorKind::NotConfigured`] error when they are unset.
+#[derive(Debug, Clone)]
+pub struct EnvironmentProvider {
+    env: ProviderEnv,
+}
+
+impl EnvironmentProvider {
+    /// Reads the variables of `env` ([`ProviderEnv::process`] for the real environment).
+    pub fn new(env: ProviderEnv) -> Self {
+        Self { env }
+    }
+}
+
+impl ProvideCredentials for EnvironmentProvider {
+    fn provide_credentials(&self) -> BoxFuture<'_, Result<Credentials, crate::Error>> {
+        let result = from_env_vars(|k| self.env.var(k)).and_then(|c| {
+            c.ok_or_else(|| {
+                crate::Error::not_configured(
+                    "environment",
+                    "ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET not set",
+                )
+            })
+        });
+        Box::pin(async move { result })
+    }
+}
+
 /// Static credentials from `ALIBABA_CLOUD_ACCESS_KEY_ID`, `ALIBABA_CLOUD_ACCESS_KEY_SECRET` and
 /// optionally `ALIBABA_CLOUD_SECURITY_TOKEN`, read through `lookup` (pass
 /// `|k| std::env::var(k).ok()` for the process environment).

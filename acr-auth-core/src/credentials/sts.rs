@@ -172,6 +172,43 @@ pub(crate) fn parse_credential_fields(
     .with_expiry(expires_at))
 }
 
+#[cfg(test)]
+mod endpoint_tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_selection_order() {
+        let env = ProviderEnv::from_vars([
+            ("ALIBABA_CLOUD_STS_REGION", "cn-beijing"),
+            ("ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED", "true"),
+        ]);
+        assert_eq!(
+            sts_endpoint(None, None, false, &env),
+            "https://sts-vpc.cn-beijing.aliyuncs.com"
+        );
+        assert_eq!(
+            sts_endpoint(None, Some("ap-southeast-1"), false, &env),
+            "https://sts-vpc.ap-southeast-1.aliyuncs.com"
+        );
+        assert_eq!(
+            sts_endpoint(Some("sts.example.internal"), Some("x"), true, &env),
+            "https://sts.example.internal"
+        );
+        assert_eq!(
+            sts_endpoint(Some("http://127.0.0.1:1"), None, false, &env),
+            "http://127.0.0.1:1"
+        );
+        let overridden = ProviderEnv::from_vars([
+            (STS_ENDPOINT_ENV, "http://127.0.0.1:9"),
+            ("ALIBABA_CLOUD_STS_REGION", "cn-beijing"),
+        ]);
+        assert_eq!(
+            sts_endpoint(Some("sts.example.internal"), None, false, &overridden),
+            "http://127.0.0.1:9"
+        );
+    }
+}
+
 fn validate_session(name: &str, duration: Duration, context: &str) -> Result<(), Error> {
     let valid_name = (2..=64).contains(&name.len())
         && name
