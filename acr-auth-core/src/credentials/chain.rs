@@ -58,15 +58,12 @@ impl DefaultCredentialsChain {
     fn build(&self, source: &str) -> Result<SharedProvider, Error> {
         let env = &self.env;
         Ok(match source {
-            "environment" => {
-                match from_env_vars(|k| env.var(k))? {
-                    Some(c) => std::sync::Arc::new(c),
-                    None => return Err(Error::not_configured(
-                        source,
-                        "ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET not set",
-                    )),
-                }
-            }
+            // Present variables become static credentials; absent ones an EnvironmentProvider,
+            // which reports "not configured" so the chain moves on.
+            "environment" => match from_env_vars(|k| env.var(k))? {
+                Some(c) => std::sync::Arc::new(c),
+                None => std::sync::Arc::new(EnvironmentProvider::new(env.clone())),
+            },
             "OIDC (RRSA)" => std::sync::Arc::new(OidcProvider::from_env(env)?),
             "aliyun CLI profile" => cli_profile_provider(env, self.profile.as_deref())?,
             "credentials file" => ini_file_provider(env)?,
