@@ -13,6 +13,7 @@
 //! answers with Alibaba's JSON shapes and error codes, counts calls, and injects faults.
 
 pub mod cloud;
+pub mod distribution;
 
 pub use cloud::{
     AccessKeyConfig, FakeCloud, FakeCloudConfig, Fault, InstanceConfig, MetadataConfig,
