@@ -24,6 +24,7 @@ pub mod credentials;
 pub mod docker_config;
 mod error;
 pub mod http;
+pub mod login;
 mod response;
 mod secret;
 pub mod sign;

@@ -378,3 +378,33 @@ fn registry_token_debug_and_display_hide_the_password() {
         assert!(!shown.contains("p4ssw0rd-value"), "{shown}");
     }
 }
+
+#[tokio::test]
+async fn find_instance_id_by_exact_name_across_pages() {
+    let mut config = FakeCloudConfig::sample();
+    // Names that contain "acme" too, so the substring search returns several.
+    for i in 0..150 {
+        config.instances.push(acr_auth_testkit::InstanceConfig {
+            id: format!("cri-other{i:05}"),
+            name: format!("acme-{i}"),
+            region: "cn-hangzhou".into(),
+            custom_domains: vec![],
+        });
+    }
+    config.instances.rotate_left(1); // the exact match comes last, on the second page
+    let cloud = FakeCloud::start(config).await.unwrap();
+    for algorithm in BOTH {
+        let c = client(&cloud, sample_key(), algorithm);
+        assert_eq!(c.find_instance_id("acme").await.unwrap(), INSTANCE);
+        assert_eq!(
+            c.find_instance_id("acme-7").await.unwrap(),
+            "cri-other00007"
+        );
+        let e = c.find_instance_id("nothing").await.unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("no Enterprise Edition instance named \"nothing\" in cn-hangzhou"),
+            "{e}"
+        );
+    }
+}

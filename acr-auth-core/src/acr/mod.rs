@@ -302,6 +302,61 @@ impl AcrClient {
         endpoint::parse_endpoints(&obj, CTX)
     }
 
+    /// Enterprise Edition: the id of the instance named exactly `name` in this region
+    /// (`ListInstance`, every page).
+    pub async fn find_instance_id(&self, name: &str) -> Result<String, Error> {
+        const CTX: &str = "ACR ListInstance";
+        const PAGE_SIZE: usize = 100;
+        for page in 1..=50usize {
+            let page_no = page.to_string();
+            let page_size = PAGE_SIZE.to_string();
+            let obj = self
+                .call(Call {
+                    context: CTX,
+                    method: Method::Post,
+                    path: "/",
+                    action: "ListInstance",
+                    version: EE_API_VERSION,
+                    roa: false,
+                    query: vec![
+                        ("InstanceName", name),
+                        ("PageNo", &page_no),
+                        ("PageSize", &page_size),
+                    ],
+                })
+                .await?;
+            let instances = match crate::response::field(&obj, "Instances") {
+                Some(Value::Array(a)) => a,
+                None | Some(Value::Null) => break,
+                Some(_) => {
+                    return Err(Error::invalid_response(
+                        CTX,
+                        "field Instances should be an array",
+                    ))
+                }
+            };
+            for i in instances.iter().filter_map(Value::as_object) {
+                let found = crate::response::field(i, "InstanceName").and_then(Value::as_str);
+                if found == Some(name) {
+                    return crate::response::required_str(i, "InstanceId", CTX);
+                }
+            }
+            let total = crate::response::field(&obj, "TotalCount")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            if instances.is_empty() || (page * PAGE_SIZE) as u64 >= total {
+                break;
+            }
+        }
+        Err(Error::invalid_input(
+            CTX,
+            format!(
+                "no Enterprise Edition instance named {name:?} in {}",
+                self.region
+            ),
+        ))
+    }
+
     async fn call(&self, call: Call<'_>) -> Result<serde_json::Map<String, Value>, Error> {
         http::with_retry(&self.retry, |attempt| self.attempt(&call, attempt)).await
     }

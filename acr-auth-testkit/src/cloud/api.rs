@@ -39,6 +39,7 @@ pub(crate) async fn handle(shared: &Arc<Shared>, req: RawRequest) -> Response {
     match (id.version.as_str(), id.action.as_str()) {
         ("2018-12-01", "GetAuthorizationToken") => enterprise_token(shared, &id, &caller),
         ("2018-12-01", "ListInstanceEndpoint") => list_instance_endpoint(shared, &id, &caller),
+        ("2018-12-01", "ListInstance") => list_instance(shared, &id, &caller),
         ("2016-06-07", "GET /tokens") => personal_token(shared, &caller),
         ("2015-04-01", "AssumeRole") => assume_role(shared, &id, &caller),
         ("2015-04-01", "AssumeRoleWithOIDC") => assume_role_with_oidc(shared, &id),
@@ -198,6 +199,53 @@ fn list_instance_endpoint(shared: &Shared, id: &Identified, caller: &Caller) -> 
                  "Domains": [{"Domain": instance.vpc_domain(), "Type": "SYSTEM"}],
                  "AclEntries": [], "LinkedVpcs": [{"VpcId": "vpc-fake0001"}]},
             ],
+        }),
+    )
+}
+
+/// `ListInstance`: like the service, `InstanceName` matches as a substring and results are paged.
+fn list_instance(shared: &Shared, id: &Identified, caller: &Caller) -> Response {
+    if let Err(r) = acr_allowed(shared, caller) {
+        return r;
+    }
+    let name = id.params.get("InstanceName").cloned().unwrap_or_default();
+    let page_no: usize = id
+        .params
+        .get("PageNo")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let page_size: usize = id
+        .params
+        .get("PageSize")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(30)
+        .clamp(1, 100);
+    let matching: Vec<&super::InstanceConfig> = shared
+        .config
+        .instances
+        .iter()
+        .filter(|i| i.name.contains(&name))
+        .collect();
+    let page: Vec<serde_json::Value> = matching
+        .iter()
+        .skip((page_no - 1) * page_size)
+        .take(page_size)
+        .map(|i| {
+            json!({
+                "InstanceId": i.id, "InstanceName": i.name, "InstanceStatus": "RUNNING",
+                "InstanceSpecification": "Enterprise_Basic", "RegionId": i.region,
+                "ResourceGroupId": "rg-fake0001", "CreateTime": "2024-01-01 00:00:00",
+                "ModifiedTime": "2024-01-01 00:00:00", "Tags": [],
+            })
+        })
+        .collect();
+    json_response(
+        200,
+        &json!({
+            "RequestId": request_id(), "Code": "success", "IsSuccess": true,
+            "PageNo": page_no, "PageSize": page_size, "TotalCount": matching.len(),
+            "Instances": page,
         }),
     )
 }

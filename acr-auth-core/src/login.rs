@@ -1,0 +1,339 @@
+//! Registry logins by host, for credential helpers (docker, the kubelet): parse the host with
+//! the registry host grammar (or look it up in overrides), find an Enterprise instance by name,
+//! fetch the token; plus an on-disk token cache.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::acr::{AcrClient, Edition, Endpoint, RegistryHost, RegistryToken};
+use crate::credentials::SharedProvider;
+use crate::error::{Error, ErrorKind};
+use crate::http::RetryPolicy;
+use crate::time::SharedClock;
+
+/// How to reach one registry host when the grammar alone does not say (custom domains, a
+/// mirror, a test registry), or to skip the `ListInstance` look-up.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostOverride {
+    /// Enterprise Edition instance id (`cri-...`); absent = Personal Edition unless the host
+    /// names an Enterprise instance.
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// Region; absent = the host's region.
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+/// The host part of a server URL or host: no scheme, no path, lower-case; the port is kept.
+///
+/// ```
+/// use acr_auth_core::login::normalize_host;
+/// assert_eq!(normalize_host("https://Registry.CN-Hangzhou.aliyuncs.com/v1/"), "registry.cn-hangzhou.aliyuncs.com");
+/// assert_eq!(normalize_host("127.0.0.1:5000"), "127.0.0.1:5000");
+/// ```
+pub fn normalize_host(server: &str) -> String {
+    let s = server.trim();
+    let s = s.split_once("://").map_or(s, |(_, rest)| rest);
+    s.split('/').next().unwrap_or_default().to_ascii_lowercase()
+}
+
+/// The registry host of an image reference, as the kubelet and docker read it: the first path
+/// component when it looks like a host (has a `.` or `:`, or is `localhost`); `None` for Docker
+/// Hub images.
+///
+/// ```
+/// use acr_auth_core::login::registry_host_of_image;
+/// assert_eq!(registry_host_of_image("registry.cn-hangzhou.aliyuncs.com/ns/app:1"), Some("registry.cn-hangzhou.aliyuncs.com"));
+/// assert_eq!(registry_host_of_image("library/nginx:latest"), None);
+/// assert_eq!(registry_host_of_image("nginx"), None);
+/// ```
+pub fn registry_host_of_image(image: &str) -> Option<&str> {
+    let (first, _) = image.split_once('/')?;
+    (first.contains('.') || first.contains(':') || first == "localhost").then_some(first)
+}
+
+/// Fetches registry logins for hosts.
+#[derive(Debug)]
+pub struct LoginResolver {
+    credentials: SharedProvider,
+    overrides: HashMap<String, HostOverride>,
+    endpoint: Option<Endpoint>,
+    retry: RetryPolicy,
+    clock: SharedClock,
+    clients: Mutex<HashMap<String, Arc<AcrClient>>>,
+}
+
+impl LoginResolver {
+    /// A resolver using `credentials` and per-host `overrides` (keys as [`normalize_host`] gives).
+    pub fn new(credentials: SharedProvider, overrides: HashMap<String, HostOverride>) -> Self {
+        Self {
+            credentials,
+            overrides: overrides
+                .into_iter()
+                .map(|(k, v)| (normalize_host(&k), v))
+                .collect(),
+            endpoint: None,
+            retry: RetryPolicy::default(),
+            clock: crate::time::system_clock(),
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Calls this ACR endpoint instead of the regional one (or `ACR_AUTH_ACR_ENDPOINT`).
+    pub fn with_endpoint(mut self, endpoint: Endpoint) -> Self {
+        self.endpoint = Some(endpoint);
+        self
+    }
+
+    /// Sets the clock (request timestamps).
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn client(&self, region: &str) -> Result<Arc<AcrClient>, Error> {
+        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = clients.get(region) {
+            return Ok(c.clone());
+        }
+        let mut b = AcrClient::builder(region)
+            .credentials_provider(self.credentials.clone())
+            .retry(self.retry)
+            .clock(self.clock.clone());
+        if let Some(e) = &self.endpoint {
+            b = b.endpoint(e.clone());
+        }
+        let c = Arc::new(b.build()?);
+        clients.insert(region.to_owned(), c.clone());
+        Ok(c)
+    }
+
+    /// The login for `server` (a host or URL). A host that is neither an ACR host nor overridden
+    /// is an [`ErrorKind::NotConfigured`] error: not ours to answer.
+    pub async fn login(&self, server: &str) -> Result<RegistryToken, Error> {
+        let host = normalize_host(server);
+        let parsed = RegistryHost::parse(&host);
+        let (region, instance) = match (self.overrides.get(&host), &parsed) {
+            (Some(o), _) => {
+                let region = o
+                    .region
+                    .clone()
+                    .or_else(|| parsed.as_ref().ok().map(|p| p.region.clone()))
+                    .ok_or_else(|| {
+                        Error::invalid_input(
+                            "registry login",
+                            format!("the override for {host} needs a region"),
+                        )
+                    })?;
+                let instance = match (&o.instance_id, &parsed) {
+                    (Some(id), _) => Some(id.clone()),
+                    (None, Ok(p)) if p.edition == Edition::Enterprise => {
+                        let name = p.instance.clone().unwrap_or_default();
+                        Some(self.client(&region)?.find_instance_id(&name).await?)
+                    }
+                    _ => None,
+                };
+                (region, instance)
+            }
+            (None, Ok(p)) => {
+                let instance = match p.edition {
+                    Edition::Enterprise => {
+                        let name = p.instance.clone().unwrap_or_default();
+                        Some(self.client(&p.region)?.find_instance_id(&name).await?)
+                    }
+                    Edition::Personal => None,
+                };
+                (p.region.clone(), instance)
+            }
+            (None, Err(e)) => return Err(Error::not_configured("registry login", e.to_string())),
+        };
+        let client = self.client(&region)?;
+        match instance {
+            Some(id) => client.get_authorization_token(&id).await,
+            None => client.get_personal_token().await,
+        }
+    }
+}
+
+/// Registry tokens kept on disk, one file per host, readable only by the user (0600 in a 0700
+/// directory), for short-lived processes such as a docker credential helper.
+#[derive(Debug, Clone)]
+pub struct DiskTokenCache {
+    dir: PathBuf,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CachedToken {
+    username: String,
+    password: String,
+    expires_at_unix: u64,
+}
+
+impl DiskTokenCache {
+    /// A cache in `dir` (created on first write).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// `$XDG_CACHE_HOME/acr-auth/<app>` or `$HOME/.cache/acr-auth/<app>`, from `lookup`.
+    pub fn user_default(app: &str, lookup: impl Fn(&str) -> Option<String>) -> Option<Self> {
+        let base = lookup("XDG_CACHE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| {
+                lookup("HOME")
+                    .filter(|v| !v.is_empty())
+                    .map(|h| Path::new(&h).join(".cache"))
+            })?;
+        Some(Self::new(base.join("acr-auth").join(app)))
+    }
+
+    /// The file for `host`.
+    pub fn path_for(&self, host: &str) -> PathBuf {
+        let safe: String = normalize_host(host)
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.dir.join(format!("{safe}.json"))
+    }
+
+    /// The cached token for `host` if it is still good for longer than `threshold` at `now`.
+    /// A missing, unreadable or malformed file is simply a miss.
+    pub fn get(&self, host: &str, now: SystemTime, threshold: Duration) -> Option<RegistryToken> {
+        let text = std::fs::read_to_string(self.path_for(host)).ok()?;
+        let c: CachedToken = serde_json::from_str(&text).ok()?;
+        let expires_at = SystemTime::UNIX_EPOCH + Duration::from_secs(c.expires_at_unix);
+        (expires_at > now + threshold).then(|| RegistryToken {
+            username: c.username,
+            password: c.password.into(),
+            expires_at,
+        })
+    }
+
+    /// Stores `token` for `host`, atomically (write then rename), readable only by the user.
+    pub fn put(&self, host: &str, token: &RegistryToken) -> Result<(), Error> {
+        let io = |e: std::io::Error| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                "token cache",
+                format!("cannot write {}: {e}", self.dir.display()),
+            )
+        };
+        create_private_dir(&self.dir).map_err(io)?;
+        let body = serde_json::to_string(&CachedToken {
+            username: token.username.clone(),
+            password: token.password.expose().to_owned(),
+            expires_at_unix: crate::time::epoch_secs(token.expires_at),
+        })
+        .expect("a cached token serializes");
+        let path = self.path_for(host);
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        write_private_file(&tmp, body.as_bytes()).map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)
+    }
+
+    /// Forgets the token for `host`.
+    pub fn remove(&self, host: &str) {
+        let _ = std::fs::remove_file(self.path_for(host));
+    }
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)
+}
+
+#[cfg(unix)]
+fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)
+}
+
+#[cfg(not(unix))]
+fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_cache_round_trip_threshold_and_permissions() {
+        let dir = std::env::temp_dir().join(format!("acr-auth-cache-test-{}", std::process::id()));
+        let cache = DiskTokenCache::new(&dir);
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let token = RegistryToken {
+            username: "u".into(),
+            password: "p".into(),
+            expires_at: now + Duration::from_secs(3600),
+        };
+        assert!(cache.get("h", now, Duration::ZERO).is_none());
+        cache.put("https://H/v2/", &token).unwrap();
+        assert_eq!(
+            cache.get("h", now, Duration::from_secs(900)),
+            Some(token.clone())
+        );
+        assert!(
+            cache.get("h", now, Duration::from_secs(3600)).is_none(),
+            "within the threshold"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(cache.path_for("h"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+            let dmode = std::fs::metadata(&dir).unwrap().permissions().mode();
+            assert_eq!(dmode & 0o777, 0o700);
+        }
+        std::fs::write(cache.path_for("h"), "garbage").unwrap();
+        assert!(cache.get("h", now, Duration::ZERO).is_none());
+        cache.remove("h");
+        assert!(!cache.path_for("h").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn cache_file_names_are_safe() {
+        let cache = DiskTokenCache::new("/c");
+        assert_eq!(
+            cache.path_for("127.0.0.1:5000"),
+            PathBuf::from("/c/127.0.0.1_5000.json")
+        );
+        assert_eq!(
+            cache.path_for("../../etc/passwd"),
+            PathBuf::from("/c/...json")
+        );
+    }
+}
