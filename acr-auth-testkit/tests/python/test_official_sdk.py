@@ -111,3 +111,12 @@ def test_unknown_access_key_is_refused(fake_cloud):
     with pytest.raises(Exception) as info:
         client.get_authorization_token(cr_models.GetAuthorizationTokenRequest(instance_id=INSTANCE))
     assert getattr(info.value, "code", None) == "InvalidAccessKeyId.NotFound", repr(info.value)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_list_instance_by_name(fake_cloud, algorithm):
+    client = CrClient(config(fake_cloud, algorithm))
+    resp = client.list_instance(cr_models.ListInstanceRequest(instance_name="acme", page_no=1, page_size=30))
+    ids = [i.instance_id for i in resp.body.instances]
+    assert ids == [INSTANCE]
+    assert resp.body.total_count == 1
