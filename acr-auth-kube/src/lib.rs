@@ -1,8 +1,9 @@
 //! Kubernetes adapter for acr-auth.
 //!
-//! This crate will hold the pure `plan` function (configuration + cluster snapshot + tokens ->
-//! writes), `apply` and the controller runtime on kube-rs. It is not built yet; see the
-//! project's issue tracker. Today it only re-exports the core crate so dependants can already
-//! name it.
+//! [`plan`] holds the pure functions from configuration and cluster objects to the objects and
+//! patches to write. The controller runtime on kube-rs (apply, watches, the token manager) is
+//! built on them in a later step.
+
+pub mod plan;
 
 pub use acr_auth_core as core;

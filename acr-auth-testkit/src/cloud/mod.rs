@@ -446,6 +446,38 @@ pub(crate) struct RawRequest {
     pub body: Bytes,
 }
 
+/// Body of `POST /_fake/faults`.
+#[derive(Deserialize)]
+struct FaultRequest {
+    count: usize,
+    fault: Fault,
+    #[serde(default)]
+    action: Option<String>,
+}
+
+/// The control API for out-of-process users (the Python tests): `POST /_fake/faults` with
+/// `{"count": n, "fault": "ServiceUnavailable" | {"DelayMs": 500}, "action": "..."}` and
+/// `GET /_fake/calls`. The server only listens on loopback.
+fn control(shared: &Shared, req: &RawRequest, what: &str) -> Response {
+    match (req.method.as_str(), what) {
+        ("POST", "faults") => match serde_json::from_slice::<FaultRequest>(&req.body) {
+            Ok(f) => {
+                let mut inner = shared.lock();
+                inner
+                    .faults
+                    .extend(std::iter::repeat_n((f.action, f.fault), f.count));
+                json_response(200, &serde_json::json!({"queued": f.count}))
+            }
+            Err(e) => json_response(400, &serde_json::json!({"error": e.to_string()})),
+        },
+        ("GET", "calls") => json_response(200, &serde_json::json!(shared.lock().calls)),
+        _ => json_response(
+            404,
+            &serde_json::json!({"error": "unknown control endpoint"}),
+        ),
+    }
+}
+
 async fn dispatch(
     State(shared): State<Arc<Shared>>,
     method: Method,
@@ -468,6 +500,9 @@ async fn dispatch(
     }
     if path == "/credentials-uri" {
         return metadata::credentials_uri(&shared);
+    }
+    if let Some(rest) = path.strip_prefix("/_fake/") {
+        return control(&shared, &req, rest);
     }
     api::handle(&shared, req).await
 }

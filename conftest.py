@@ -1,11 +1,13 @@
-"""Fixtures: the `acr-fake-cloud` binary as a subprocess."""
+"""Shared pytest fixtures: the `acr-fake-cloud` binary as a subprocess, with its control API."""
+import json
 import os
 import pathlib
 import subprocess
+import urllib.request
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[3]
+ROOT = pathlib.Path(__file__).resolve().parent
 
 
 def fake_cloud_binary() -> pathlib.Path:
@@ -36,3 +38,27 @@ def fake_cloud():
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+class FakeCloudControl:
+    """The fake cloud's control API: fault injection and call counts."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.url = f"http://{host}"
+
+    def fail_next(self, count: int, fault, action=None) -> None:
+        body = json.dumps({"count": count, "fault": fault, "action": action}).encode()
+        req = urllib.request.Request(f"{self.url}/_fake/faults", data=body, method="POST")
+        with urllib.request.urlopen(req) as resp:
+            assert resp.status == 200
+
+    def calls(self, action: str) -> int:
+        with urllib.request.urlopen(f"{self.url}/_fake/calls") as resp:
+            return json.loads(resp.read()).get(action, 0)
+
+
+@pytest.fixture(scope="module")
+def cloud(fake_cloud):
+    """The fake cloud with its control API."""
+    return FakeCloudControl(fake_cloud)

@@ -1,0 +1,140 @@
+"""Type stubs of the native module acr_auth._acr_auth."""
+from datetime import datetime, timedelta
+from os import PathLike
+from typing import Any, Awaitable, Dict, List, Mapping, Optional, Tuple, Union
+
+__version__: str
+
+def percent_encode(s: str) -> str: ...
+def sign_rpc(method: str, params: Mapping[str, str], access_key_secret: str) -> str: ...
+def sign_roa(
+    method: str,
+    path: str,
+    headers: Mapping[str, str],
+    query: Mapping[str, str],
+    access_key_secret: str,
+) -> str: ...
+def sign_v3(
+    method: str,
+    path: str,
+    query: Mapping[str, str],
+    headers: Mapping[str, str],
+    body: bytes,
+    access_key_id: str,
+    access_key_secret: str,
+) -> Dict[str, str]: ...
+
+class Credentials:
+    def __new__(
+        cls, access_key_id: str, access_key_secret: str, security_token: Optional[str] = None
+    ) -> "Credentials": ...
+    @property
+    def access_key_id(self) -> str: ...
+    @property
+    def access_key_secret(self) -> str: ...
+    @property
+    def security_token(self) -> Optional[str]: ...
+    @property
+    def expiration(self) -> Optional[datetime]: ...
+
+class CredentialsProvider:
+    def get(self) -> Credentials: ...
+    def get_async(self) -> Awaitable[Credentials]: ...
+
+class StaticCredentials(CredentialsProvider):
+    def __new__(
+        cls, access_key_id: str, access_key_secret: str, security_token: Optional[str] = None
+    ) -> "StaticCredentials": ...
+
+class EnvCredentials(CredentialsProvider):
+    def __new__(cls) -> "EnvCredentials": ...
+
+class ProfileCredentials(CredentialsProvider):
+    def __new__(cls, profile: Optional[str] = None) -> "ProfileCredentials": ...
+
+class EcsMetadataCredentials(CredentialsProvider):
+    def __new__(cls, role_name: Optional[str] = None) -> "EcsMetadataCredentials": ...
+
+class AssumeRoleCredentials(CredentialsProvider):
+    def __new__(
+        cls,
+        source: CredentialsProvider,
+        role_arn: str,
+        session_name: Optional[str] = None,
+        duration_seconds: int = 3600,
+        policy: Optional[str] = None,
+        external_id: Optional[str] = None,
+        sts_endpoint: Optional[str] = None,
+        sts_region: Optional[str] = None,
+    ) -> "AssumeRoleCredentials": ...
+
+class OidcCredentials(CredentialsProvider):
+    def __new__(
+        cls,
+        role_arn: Optional[str] = None,
+        oidc_provider_arn: Optional[str] = None,
+        oidc_token_file: Union[str, "PathLike[str]", None] = None,
+        session_name: Optional[str] = None,
+        duration_seconds: int = 3600,
+        sts_endpoint: Optional[str] = None,
+    ) -> "OidcCredentials": ...
+
+class DefaultCredentialChain(CredentialsProvider):
+    def __new__(cls, profile: Optional[str] = None) -> "DefaultCredentialChain": ...
+
+class RegistryToken:
+    @property
+    def username(self) -> str: ...
+    @property
+    def password(self) -> str: ...
+    @property
+    def expires_at(self) -> datetime: ...
+
+class AcrClient:
+    def __new__(
+        cls,
+        region: str,
+        credentials: Optional[CredentialsProvider] = None,
+        endpoint: Optional[str] = None,
+        vpc: bool = False,
+    ) -> "AcrClient": ...
+    def get_authorization_token(self, instance_id: Optional[str] = None) -> RegistryToken: ...
+    def get_authorization_token_async(self, instance_id: Optional[str] = None) -> Awaitable[RegistryToken]: ...
+    def list_instance_endpoints(self, instance_id: str) -> List[Dict[str, Any]]: ...
+    def list_instance_endpoints_async(self, instance_id: str) -> Awaitable[List[Dict[str, Any]]]: ...
+
+class HelperConfig:
+    @staticmethod
+    def from_configmap(data: Mapping[str, str]) -> "HelperConfig": ...
+    @staticmethod
+    def from_yaml(text: str) -> "HelperConfig": ...
+    @staticmethod
+    def from_managed_json(text: str) -> "HelperConfig": ...
+    @property
+    def watch_namespaces(self) -> Optional[List[str]]: ...
+    @property
+    def service_accounts(self) -> Optional[List[str]]: ...
+    @property
+    def exclude_namespaces(self) -> List[str]: ...
+    @property
+    def expiring_threshold(self) -> timedelta: ...
+    @property
+    def secret_name(self) -> str: ...
+    @property
+    def rrsa_enabled(self) -> bool: ...
+    @property
+    def warnings(self) -> List[str]: ...
+    @property
+    def registries(self) -> List[Dict[str, Any]]: ...
+    @property
+    def webhook(self) -> Dict[str, Any]: ...
+
+def docker_config_json(entries: Mapping[str, Union[RegistryToken, Tuple[str, str]]]) -> str: ...
+def desired_secret(
+    namespace: str,
+    entries: Mapping[str, Union[RegistryToken, Tuple[str, str]]],
+    secret_name: str = "acr-credential-secret-aggregation",
+) -> Dict[str, Any]: ...
+def service_account_patch(
+    service_account: Mapping[str, Any], secret_name: str = "acr-credential-secret-aggregation"
+) -> Optional[List[Dict[str, Any]]]: ...

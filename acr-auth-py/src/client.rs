@@ -1,0 +1,180 @@
+//! `AcrClient` and `RegistryToken`.
+
+use std::sync::Arc;
+
+use acr_auth_core::acr::{
+    AcrClient as CoreClient, Endpoint, InstanceEndpoint, RegistryToken as CoreToken,
+};
+use acr_auth_core::credentials::{DefaultCredentialsChain, ProviderEnv};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+use crate::convert;
+use crate::credentials::CredentialsProvider;
+use crate::errors::IntoPyResult;
+use crate::runtime;
+
+/// A temporary registry login. ``repr`` never shows the password.
+#[pyclass(frozen, module = "acr_auth._acr_auth")]
+#[derive(Clone)]
+pub(crate) struct RegistryToken {
+    pub(crate) inner: CoreToken,
+}
+
+#[pymethods]
+impl RegistryToken {
+    /// The temporary user name.
+    #[getter]
+    fn username(&self) -> &str {
+        &self.inner.username
+    }
+
+    /// The password.
+    #[getter]
+    fn password(&self) -> &str {
+        self.inner.password.expose()
+    }
+
+    /// When it stops working (aware UTC ``datetime``).
+    #[getter]
+    fn expires_at<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        convert::datetime(py, self.inner.expires_at)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "RegistryToken(username='{}', password=<redacted>, expires_at={})",
+            self.inner.username,
+            acr_auth_core::time::format_iso8601(self.inner.expires_at)
+        )
+    }
+}
+
+fn endpoints_to_py(py: Python<'_>, eps: &[InstanceEndpoint]) -> PyResult<Py<PyAny>> {
+    let list = PyList::empty(py);
+    for ep in eps {
+        let d = PyDict::new(py);
+        d.set_item("endpoint_type", &ep.endpoint_type)?;
+        d.set_item("enabled", ep.enabled)?;
+        d.set_item("status", &ep.status)?;
+        let domains = PyList::empty(py);
+        for dom in &ep.domains {
+            let x = PyDict::new(py);
+            x.set_item("domain", &dom.domain)?;
+            x.set_item("type", &dom.kind)?;
+            domains.append(x)?;
+        }
+        d.set_item("domains", domains)?;
+        list.append(d)?;
+    }
+    Ok(list.into_any().unbind())
+}
+
+/// The ACR OpenAPI client of one region.
+#[pyclass(frozen, module = "acr_auth._acr_auth")]
+pub(crate) struct AcrClient {
+    inner: Arc<CoreClient>,
+}
+
+#[pymethods]
+impl AcrClient {
+    #[new]
+    #[pyo3(signature = (region, credentials=None, endpoint=None, vpc=false))]
+    fn new(
+        py: Python<'_>,
+        region: &str,
+        credentials: Option<PyRef<'_, CredentialsProvider>>,
+        endpoint: Option<String>,
+        vpc: bool,
+    ) -> PyResult<Self> {
+        let provider = match credentials {
+            Some(c) => c.inner.clone(),
+            None => Arc::new(DefaultCredentialsChain::new(ProviderEnv::process())),
+        };
+        let mut b = CoreClient::builder(region)
+            .credentials_provider(provider)
+            .vpc(vpc);
+        if let Some(e) = endpoint {
+            b = b.endpoint(Endpoint::Url(e));
+        }
+        Ok(Self {
+            inner: Arc::new(b.build().py_err(py)?),
+        })
+    }
+
+    /// A login for Enterprise Edition instance ``instance_id``, or for the Personal Edition
+    /// registry of the region when it is ``None``.
+    #[pyo3(signature = (instance_id=None))]
+    fn get_authorization_token(
+        &self,
+        py: Python<'_>,
+        instance_id: Option<String>,
+    ) -> PyResult<RegistryToken> {
+        let c = self.inner.clone();
+        runtime::block_on(py, async move { token(&c, instance_id).await })?
+            .py_err(py)
+            .map(|inner| RegistryToken { inner })
+    }
+
+    /// ``get_authorization_token()`` for asyncio.
+    #[pyo3(signature = (instance_id=None))]
+    fn get_authorization_token_async<'py>(
+        &self,
+        py: Python<'py>,
+        instance_id: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let c = self.inner.clone();
+        runtime::coroutine(py, async move { token(&c, instance_id).await }, |py, r| {
+            Ok(Py::new(
+                py,
+                RegistryToken {
+                    inner: r.py_err(py)?,
+                },
+            )?
+            .into_any())
+        })
+    }
+
+    /// The registry endpoints of an Enterprise Edition instance, as dicts.
+    fn list_instance_endpoints(&self, py: Python<'_>, instance_id: String) -> PyResult<Py<PyAny>> {
+        let c = self.inner.clone();
+        let eps = runtime::block_on(
+            py,
+            async move { c.list_instance_endpoint(&instance_id).await },
+        )?
+        .py_err(py)?;
+        endpoints_to_py(py, &eps)
+    }
+
+    /// ``list_instance_endpoints()`` for asyncio.
+    fn list_instance_endpoints_async<'py>(
+        &self,
+        py: Python<'py>,
+        instance_id: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let c = self.inner.clone();
+        runtime::coroutine(
+            py,
+            async move { c.list_instance_endpoint(&instance_id).await },
+            |py, r| endpoints_to_py(py, &r.py_err(py)?),
+        )
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "AcrClient(region='{}', endpoint='{}')",
+            self.inner.region(),
+            self.inner.endpoint_url()
+        )
+    }
+}
+
+async fn token(
+    c: &CoreClient,
+    instance_id: Option<String>,
+) -> Result<CoreToken, acr_auth_core::Error> {
+    match instance_id.filter(|i| !i.is_empty()) {
+        Some(id) => c.get_authorization_token(&id).await,
+        None => c.get_personal_token().await,
+    }
+}
