@@ -1,7 +1,32 @@
 """Type stubs of the native module acr_auth._acr_auth."""
 from datetime import datetime, timedelta
 from os import PathLike
-from typing import Any, Awaitable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Awaitable, Dict, List, Mapping, Optional, Tuple, Union, final
+
+from typing_extensions import disjoint_base
+
+__all__ = [
+    "AcrClient",
+    "AssumeRoleCredentials",
+    "Credentials",
+    "CredentialsProvider",
+    "DefaultCredentialChain",
+    "EcsMetadataCredentials",
+    "EnvCredentials",
+    "HelperConfig",
+    "OidcCredentials",
+    "ProfileCredentials",
+    "RegistryToken",
+    "StaticCredentials",
+    "__version__",
+    "desired_secret",
+    "docker_config_json",
+    "percent_encode",
+    "service_account_patch",
+    "sign_roa",
+    "sign_rpc",
+    "sign_v3",
+]
 
 __version__: str
 
@@ -24,6 +49,7 @@ def sign_v3(
     access_key_secret: str,
 ) -> Dict[str, str]: ...
 
+@final
 class Credentials:
     def __new__(
         cls, access_key_id: str, access_key_secret: str, security_token: Optional[str] = None
@@ -37,24 +63,30 @@ class Credentials:
     @property
     def expiration(self) -> Optional[datetime]: ...
 
+@disjoint_base
 class CredentialsProvider:
     def get(self) -> Credentials: ...
     def get_async(self) -> Awaitable[Credentials]: ...
 
+@final
 class StaticCredentials(CredentialsProvider):
     def __new__(
         cls, access_key_id: str, access_key_secret: str, security_token: Optional[str] = None
     ) -> "StaticCredentials": ...
 
+@final
 class EnvCredentials(CredentialsProvider):
     def __new__(cls) -> "EnvCredentials": ...
 
+@final
 class ProfileCredentials(CredentialsProvider):
     def __new__(cls, profile: Optional[str] = None) -> "ProfileCredentials": ...
 
+@final
 class EcsMetadataCredentials(CredentialsProvider):
     def __new__(cls, role_name: Optional[str] = None) -> "EcsMetadataCredentials": ...
 
+@final
 class AssumeRoleCredentials(CredentialsProvider):
     def __new__(
         cls,
@@ -68,6 +100,7 @@ class AssumeRoleCredentials(CredentialsProvider):
         sts_region: Optional[str] = None,
     ) -> "AssumeRoleCredentials": ...
 
+@final
 class OidcCredentials(CredentialsProvider):
     def __new__(
         cls,
@@ -79,9 +112,11 @@ class OidcCredentials(CredentialsProvider):
         sts_endpoint: Optional[str] = None,
     ) -> "OidcCredentials": ...
 
+@final
 class DefaultCredentialChain(CredentialsProvider):
     def __new__(cls, profile: Optional[str] = None) -> "DefaultCredentialChain": ...
 
+@final
 class RegistryToken:
     @property
     def username(self) -> str: ...
@@ -90,6 +125,7 @@ class RegistryToken:
     @property
     def expires_at(self) -> datetime: ...
 
+@final
 class AcrClient:
     def __new__(
         cls,
@@ -103,6 +139,7 @@ class AcrClient:
     def list_instance_endpoints(self, instance_id: str) -> List[Dict[str, Any]]: ...
     def list_instance_endpoints_async(self, instance_id: str) -> Awaitable[List[Dict[str, Any]]]: ...
 
+@final
 class HelperConfig:
     @staticmethod
     def from_configmap(data: Mapping[str, str]) -> "HelperConfig": ...
