@@ -1,10 +1,21 @@
-//! Pure planning: the pull Secret a namespace should hold and the ServiceAccount patches that
-//! attach it. Objects are plain JSON (`serde_json::Value`) in the Kubernetes API's shape, so the
-//! same functions serve the controller and the Python bindings.
+//! Pure planning: from the configuration, a snapshot of the cluster and the current registry
+//! credentials to the writes that make the cluster right ([`plan`]), plus the object builders it
+//! uses ([`desired_secret`], [`attach_patch`], [`detach_patch`]). Objects are plain JSON in the
+//! Kubernetes API's shape, so the same functions serve the controller and the Python bindings.
+//!
+//! The rules (BEHAVIOUR.md section 4): every served namespace holds one managed
+//! `kubernetes.io/dockerconfigjson` Secret with every host of every registry; every matching
+//! ServiceAccount lists it in `imagePullSecrets`; nothing we did not create is modified; what
+//! leaves the configuration is removed; Secrets are updated in place and only when their content
+//! changes; an empty credential set is never written. Planning again after applying a plan
+//! yields nothing.
 
+use std::collections::BTreeSet;
 use std::time::SystemTime;
 
+use acr_auth_core::config::HelperConfig;
 use acr_auth_core::docker_config::DockerConfig;
+use acr_auth_core::source::RegistryCredential;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
@@ -57,48 +68,133 @@ pub fn is_managed(object: &Value) -> bool {
     object["metadata"]["labels"][MANAGED_BY_LABEL] == MANAGED_BY_VALUE
 }
 
-/// The JSON patch (RFC 6902) that adds `secret_name` to the ServiceAccount's
-/// `imagePullSecrets`, or `None` when it is already there. Entries written by others are never
-/// touched; a `test` on `resourceVersion` (when the object has one) makes the patch fail with a
-/// conflict instead of overwriting a concurrent change.
+/// Annotation on a ServiceAccount listing the `imagePullSecrets` entries we added
+/// (comma-separated). Only entries listed here are ever removed: an entry someone else added is
+/// never ours, even if it names our Secret.
+pub const MANAGED_ENTRIES_ANNOTATION: &str =
+    "acr-credential-helper.alibabacloud.com/managed-image-pull-secrets";
+
+/// The entries a ServiceAccount object records as ours.
+pub fn managed_entries(service_account: &Value) -> Vec<String> {
+    service_account["metadata"]["annotations"][MANAGED_ENTRIES_ANNOTATION]
+        .as_str()
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// JSON pointer of the annotation (`/` escaped as `~1`).
+fn annotation_path() -> String {
+    format!(
+        "/metadata/annotations/{}",
+        MANAGED_ENTRIES_ANNOTATION
+            .replace('~', "~0")
+            .replace('/', "~1")
+    )
+}
+
+/// Operations that set our annotation to `names` (removing it when empty).
+fn record_ops(service_account: &Value, names: &[String]) -> Vec<Value> {
+    let has_annotations = service_account["metadata"]["annotations"].is_object();
+    let has_ours =
+        service_account["metadata"]["annotations"][MANAGED_ENTRIES_ANNOTATION].is_string();
+    match (names.is_empty(), has_annotations, has_ours) {
+        (true, _, true) => vec![json!({"op": "remove", "path": annotation_path()})],
+        (true, _, false) => Vec::new(),
+        (false, true, _) => {
+            vec![json!({"op": "add", "path": annotation_path(), "value": names.join(",")})]
+        }
+        (false, false, _) => vec![json!({
+            "op": "add",
+            "path": "/metadata/annotations",
+            "value": {MANAGED_ENTRIES_ANNOTATION: names.join(",")},
+        })],
+    }
+}
+
+/// The JSON patch (RFC 6902) that removes our recorded entries named in `remove`, adds `add`
+/// when it is missing, and updates the record; `None` when nothing changes.
+///
+/// Entries we did not record are never removed, and the list keeps their order. The patch
+/// `test`s the `resourceVersion` (when the object has one) and the whole current list, so a
+/// concurrent change makes it fail with a conflict instead of being overwritten.
+pub fn service_account_patch(
+    service_account: &Value,
+    add: Option<&str>,
+    remove: &[&str],
+) -> Option<Value> {
+    let recorded = managed_entries(service_account);
+    let current: Vec<Value> = service_account["imagePullSecrets"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let removing: Vec<&str> = remove
+        .iter()
+        .copied()
+        .filter(|n| recorded.iter().any(|r| r == n))
+        .collect();
+    let mut list: Vec<Value> = current
+        .iter()
+        .filter(|e| !removing.iter().any(|n| e["name"] == *n))
+        .cloned()
+        .collect();
+    let mut new_record: Vec<String> = recorded
+        .iter()
+        .filter(|r| !removing.contains(&r.as_str()))
+        .cloned()
+        .collect();
+    if let Some(name) = add {
+        if !list.iter().any(|e| e["name"] == name) {
+            list.push(json!({"name": name}));
+            if !new_record.iter().any(|r| r == name) {
+                new_record.push(name.to_owned());
+            }
+        }
+    }
+    if list == current && new_record == recorded {
+        return None;
+    }
+    let mut ops = guard(service_account);
+    match (current.is_empty(), list.is_empty()) {
+        (true, true) => {}
+        (true, false) => ops.push(json!({"op": "add", "path": "/imagePullSecrets", "value": list})),
+        (false, empty) => {
+            ops.push(json!({"op": "test", "path": "/imagePullSecrets", "value": current}));
+            ops.push(if empty {
+                json!({"op": "remove", "path": "/imagePullSecrets"})
+            } else {
+                json!({"op": "replace", "path": "/imagePullSecrets", "value": list})
+            });
+        }
+    }
+    if new_record != recorded {
+        ops.extend(record_ops(service_account, &new_record));
+    }
+    Some(Value::Array(ops))
+}
+
+/// [`service_account_patch`] adding `secret_name`.
 ///
 /// ```
 /// use acr_auth_kube::plan::attach_patch;
 /// use serde_json::json;
 /// let sa = json!({"metadata": {"name": "default", "resourceVersion": "7"}, "imagePullSecrets": [{"name": "theirs"}]});
 /// let patch = attach_patch(&sa, "ours").unwrap();
-/// assert_eq!(patch[1], json!({"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "ours"}}));
+/// assert_eq!(patch[2], json!({"op": "replace", "path": "/imagePullSecrets", "value": [{"name": "theirs"}, {"name": "ours"}]}));
 /// assert!(attach_patch(&json!({"imagePullSecrets": [{"name": "ours"}]}), "ours").is_none());
 /// ```
 pub fn attach_patch(service_account: &Value, secret_name: &str) -> Option<Value> {
-    let existing = service_account["imagePullSecrets"].as_array();
-    if existing.is_some_and(|list| list.iter().any(|e| e["name"] == secret_name)) {
-        return None;
-    }
-    let mut ops = guard(service_account);
-    ops.push(match existing {
-        Some(_) => {
-            json!({"op": "add", "path": "/imagePullSecrets/-", "value": {"name": secret_name}})
-        }
-        None => json!({"op": "add", "path": "/imagePullSecrets", "value": [{"name": secret_name}]}),
-    });
-    Some(Value::Array(ops))
+    service_account_patch(service_account, Some(secret_name), &[])
 }
 
-/// The JSON patch that removes every `secret_name` entry from `imagePullSecrets` (and nothing
-/// else), or `None` when there is none.
-pub fn detach_patch(service_account: &Value, secret_name: &str) -> Option<Value> {
-    let list = service_account["imagePullSecrets"].as_array()?;
-    let mut ops = guard(service_account);
-    // Remove from the end so earlier indexes stay valid; each removal is preceded by a test of
-    // the entry it removes.
-    for (i, e) in list.iter().enumerate().rev() {
-        if e["name"] == secret_name {
-            ops.push(json!({"op": "test", "path": format!("/imagePullSecrets/{i}/name"), "value": secret_name}));
-            ops.push(json!({"op": "remove", "path": format!("/imagePullSecrets/{i}")}));
-        }
-    }
-    (ops.len() > guard(service_account).len()).then_some(Value::Array(ops))
+/// [`service_account_patch`] removing our entries named `names`.
+pub fn detach_patch(service_account: &Value, names: &[&str]) -> Option<Value> {
+    service_account_patch(service_account, None, names)
 }
 
 fn guard(object: &Value) -> Vec<Value> {
@@ -106,6 +202,306 @@ fn guard(object: &Value) -> Vec<Value> {
         Some(rv) => vec![json!({"op": "test", "path": "/metadata/resourceVersion", "value": rv})],
         None => Vec::new(),
     }
+}
+
+/// Annotation that keeps a namespace out of scope even under `watch-namespace: all`.
+pub const SKIP_ANNOTATION: &str = "acr-credential-helper.alibabacloud.com/skip";
+
+/// A namespace as the planner sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NamespaceInfo {
+    /// Name.
+    pub name: String,
+    /// Whether it carries the skip annotation set to `"true"`.
+    pub skip: bool,
+    /// Whether it is being deleted (nothing is written into it then).
+    pub terminating: bool,
+}
+
+/// A ServiceAccount as the planner sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServiceAccountInfo {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// `metadata.resourceVersion`.
+    pub resource_version: String,
+    /// `imagePullSecrets[].name`, in order.
+    pub image_pull_secrets: Vec<String>,
+    /// The entries recorded as ours ([`MANAGED_ENTRIES_ANNOTATION`]).
+    pub managed_entries: Vec<String>,
+}
+
+impl ServiceAccountInfo {
+    /// The object as the API server returns it: an empty `imagePullSecrets` is omitted.
+    fn as_json(&self) -> Value {
+        let mut v = json!({
+            "metadata": {"name": self.name, "namespace": self.namespace, "resourceVersion": self.resource_version},
+        });
+        if !self.image_pull_secrets.is_empty() {
+            v["imagePullSecrets"] = self
+                .image_pull_secrets
+                .iter()
+                .map(|n| json!({"name": n}))
+                .collect();
+        }
+        if !self.managed_entries.is_empty() {
+            v["metadata"]["annotations"] =
+                json!({MANAGED_ENTRIES_ANNOTATION: self.managed_entries.join(",")});
+        }
+        v
+    }
+
+    /// Reads the planner's view from a ServiceAccount object.
+    pub fn from_object(service_account: &Value) -> Self {
+        let meta = &service_account["metadata"];
+        Self {
+            namespace: meta["namespace"].as_str().unwrap_or_default().to_owned(),
+            name: meta["name"].as_str().unwrap_or_default().to_owned(),
+            resource_version: meta["resourceVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            image_pull_secrets: service_account["imagePullSecrets"]
+                .as_array()
+                .map(|l| {
+                    l.iter()
+                        .filter_map(|e| e["name"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            managed_entries: managed_entries(service_account),
+        }
+    }
+}
+
+/// A Secret as the planner sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SecretInfo {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// `metadata.resourceVersion`.
+    pub resource_version: String,
+    /// Whether it carries our managed-by label.
+    pub managed: bool,
+    /// The decoded `.dockerconfigjson`, if it has one.
+    pub docker_config_json: Option<String>,
+}
+
+/// What the cluster holds (the parts the planner reads).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClusterSnapshot {
+    /// Every namespace.
+    pub namespaces: Vec<NamespaceInfo>,
+    /// Every ServiceAccount (of the namespaces).
+    pub service_accounts: Vec<ServiceAccountInfo>,
+    /// Our managed Secrets, and any Secret named like ours (to leave it alone).
+    pub secrets: Vec<SecretInfo>,
+}
+
+/// One write to the cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// Create our Secret.
+    CreateSecret {
+        /// Namespace.
+        namespace: String,
+        /// The whole object.
+        secret: Value,
+    },
+    /// Replace our Secret's content, in place (with a resourceVersion precondition).
+    UpdateSecret {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// The version the update is based on.
+        resource_version: String,
+        /// The whole object.
+        secret: Value,
+    },
+    /// Add our Secret to a ServiceAccount's `imagePullSecrets` and/or remove entries we
+    /// recorded (one JSON patch with `test` guards).
+    PatchServiceAccount {
+        /// Namespace.
+        namespace: String,
+        /// ServiceAccount name.
+        service_account: String,
+        /// The entry added, if any.
+        attach: Option<String>,
+        /// The recorded entries removed.
+        detach: Vec<String>,
+        /// The JSON patch.
+        patch: Value,
+    },
+    /// Delete a managed Secret that is out of scope or stale.
+    DeleteSecret {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// The version the deletion is based on.
+        resource_version: String,
+    },
+}
+
+/// Whether `name` matches the glob `pattern` (`*` any run, `?` one character).
+///
+/// ```
+/// use acr_auth_kube::plan::glob_match;
+/// assert!(glob_match("kube-*", "kube-system"));
+/// assert!(!glob_match("kube-*", "default"));
+/// assert!(glob_match("team-?", "team-a"));
+/// ```
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    fn go(p: &[u8], n: &[u8]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), name.as_bytes())
+}
+
+/// Whether the configuration serves `ns`.
+pub fn namespace_in_scope(config: &HelperConfig, ns: &NamespaceInfo) -> bool {
+    !ns.skip
+        && !ns.terminating
+        && config.watch_namespaces.contains(&ns.name)
+        && !config
+            .exclude_namespaces
+            .iter()
+            .any(|g| glob_match(g, &ns.name))
+}
+
+/// The `.dockerconfigjson` content for `credentials` (every host of every registry; a host named
+/// by two registries keeps the first) and its earliest expiry; `None` when there is nothing.
+pub fn desired_docker_config(
+    credentials: &[RegistryCredential],
+) -> Option<(DockerConfig, SystemTime)> {
+    let mut config = DockerConfig::default();
+    let mut earliest: Option<SystemTime> = None;
+    for c in credentials {
+        for host in &c.hosts {
+            if !config.auths.contains_key(host) {
+                config.insert(
+                    host.clone(),
+                    c.token.username.clone(),
+                    c.token.password.clone(),
+                );
+            }
+        }
+        if !c.hosts.is_empty() {
+            earliest = Some(earliest.map_or(c.token.expires_at, |e| e.min(c.token.expires_at)));
+        }
+    }
+    earliest.map(|e| (config, e))
+}
+
+/// The writes that bring `snapshot` to what `config` and `credentials` ask for.
+///
+/// With no credentials (none fetched yet, or every registry failing) no Secret is created or
+/// changed: the last good content stays. Deletions and detachments still happen for what left
+/// the configuration.
+pub fn plan(
+    config: &HelperConfig,
+    snapshot: &ClusterSnapshot,
+    credentials: &[RegistryCredential],
+) -> Vec<Write> {
+    let desired = desired_docker_config(credentials);
+    let desired_json = desired.as_ref().map(|(c, _)| c.to_json());
+    let in_scope: BTreeSet<&str> = snapshot
+        .namespaces
+        .iter()
+        .filter(|ns| namespace_in_scope(config, ns))
+        .map(|ns| ns.name.as_str())
+        .collect();
+    let secret_name = config.secret_name.as_str();
+
+    let mut upserts = Vec::new();
+    let mut patches = Vec::new();
+    let mut deletes = Vec::new();
+    let mut ours_in: BTreeSet<&str> = BTreeSet::new();
+
+    for ns in &in_scope {
+        let existing = snapshot
+            .secrets
+            .iter()
+            .find(|s| s.namespace == *ns && s.name == secret_name);
+        if let (Some((config_json, expiry)), Some(text)) = (&desired, &desired_json) {
+            let secret = desired_secret(ns, secret_name, config_json, Some(*expiry));
+            match existing {
+                None => upserts.push(Write::CreateSecret {
+                    namespace: ns.to_string(),
+                    secret,
+                }),
+                // Never modify a Secret we did not create.
+                Some(s) if !s.managed => {}
+                Some(s) if s.docker_config_json.as_deref() == Some(text.as_str()) => {}
+                Some(s) => upserts.push(Write::UpdateSecret {
+                    namespace: ns.to_string(),
+                    name: s.name.clone(),
+                    resource_version: s.resource_version.clone(),
+                    secret,
+                }),
+            }
+        }
+        if existing.is_some_and(|s| s.managed) || (existing.is_none() && desired.is_some()) {
+            ours_in.insert(*ns);
+        }
+    }
+
+    // One patch per ServiceAccount: add our entry where it belongs, remove the entries we
+    // recorded that no longer belong (SA deselected, namespace out of scope, stale name).
+    for sa in &snapshot.service_accounts {
+        let wanted =
+            in_scope.contains(sa.namespace.as_str()) && config.service_accounts.contains(&sa.name);
+        let add = (wanted && ours_in.contains(sa.namespace.as_str())).then_some(secret_name);
+        let remove: Vec<&str> = sa
+            .managed_entries
+            .iter()
+            .map(String::as_str)
+            .filter(|name| !(wanted && *name == secret_name))
+            .collect();
+        let json = sa.as_json();
+        if let Some(patch) = service_account_patch(&json, add, &remove) {
+            let before = &sa.image_pull_secrets;
+            let attach = add
+                .filter(|a| !before.iter().any(|e| e == a))
+                .map(str::to_owned);
+            let detach: Vec<String> = remove
+                .iter()
+                .filter(|r| before.iter().any(|e| e == *r))
+                .map(|r| r.to_string())
+                .collect();
+            patches.push(Write::PatchServiceAccount {
+                namespace: sa.namespace.clone(),
+                service_account: sa.name.clone(),
+                attach,
+                detach,
+                patch,
+            });
+        }
+    }
+
+    // Delete our Secrets that are out of scope or have a stale name.
+    for s in snapshot.secrets.iter().filter(|s| s.managed) {
+        if !in_scope.contains(s.namespace.as_str()) || s.name != secret_name {
+            deletes.push(Write::DeleteSecret {
+                namespace: s.namespace.clone(),
+                name: s.name.clone(),
+                resource_version: s.resource_version.clone(),
+            });
+        }
+    }
+
+    upserts.into_iter().chain(patches).chain(deletes).collect()
 }
 
 #[cfg(test)]
@@ -134,22 +530,32 @@ mod tests {
     }
 
     #[test]
-    fn attach_to_an_sa_without_a_list_and_detach_only_ours() {
+    fn attach_records_and_detach_removes_only_recorded_entries() {
         let sa = json!({"metadata": {"name": "default"}});
+        let p = attach_patch(&sa, "ours").unwrap();
         assert_eq!(
-            attach_patch(&sa, "ours").unwrap(),
-            json!([{"op": "add", "path": "/imagePullSecrets", "value": [{"name": "ours"}]}])
+            p[0],
+            json!({"op": "add", "path": "/imagePullSecrets", "value": [{"name": "ours"}]})
         );
-        let sa = json!({"metadata": {"resourceVersion": "9"},
-                        "imagePullSecrets": [{"name": "ours"}, {"name": "theirs"}, {"name": "ours"}]});
-        let p = detach_patch(&sa, "ours").unwrap();
+        assert_eq!(p[1]["path"], "/metadata/annotations");
+        let recorded = json!({"metadata": {"resourceVersion": "9", "annotations": {MANAGED_ENTRIES_ANNOTATION: "ours"}},
+                              "imagePullSecrets": [{"name": "ours"}, {"name": "theirs"}]});
+        let p = detach_patch(&recorded, &["ours"]).unwrap();
         assert_eq!(
             p[0],
             json!({"op": "test", "path": "/metadata/resourceVersion", "value": "9"})
         );
-        assert_eq!(p[2], json!({"op": "remove", "path": "/imagePullSecrets/2"}));
-        assert_eq!(p[4], json!({"op": "remove", "path": "/imagePullSecrets/0"}));
-        assert!(detach_patch(&json!({"imagePullSecrets": [{"name": "theirs"}]}), "ours").is_none());
+        assert_eq!(p[1]["op"], "test");
+        assert_eq!(
+            p[2],
+            json!({"op": "replace", "path": "/imagePullSecrets", "value": [{"name": "theirs"}]})
+        );
+        assert_eq!(p[3]["op"], "remove");
+        assert_eq!(p[3]["path"], "/metadata/annotations/acr-credential-helper.alibabacloud.com~1managed-image-pull-secrets");
+        // Not recorded: someone else's entry, even with our name.
+        assert!(
+            detach_patch(&json!({"imagePullSecrets": [{"name": "ours"}]}), &["ours"]).is_none()
+        );
         assert!(!is_managed(
             &json!({"metadata": {"labels": {MANAGED_BY_LABEL: "someone"}}})
         ));

@@ -53,8 +53,10 @@ pub(crate) fn desired_secret<'py>(
     )
 }
 
-/// The JSON patch (a list) adding ``secret_name`` to a ServiceAccount's ``imagePullSecrets``,
-/// or ``None`` when it is there already. Other entries are never touched.
+/// The JSON patch (a list) adding ``secret_name`` to a ServiceAccount's ``imagePullSecrets``
+/// and recording it as ours in an annotation, or ``None`` when it is there already. Other
+/// entries are never touched; the patch tests ``resourceVersion`` and the current list, so a
+/// concurrent change makes it fail instead of being overwritten.
 #[pyfunction]
 #[pyo3(signature = (service_account, secret_name="acr-credential-secret-aggregation"))]
 pub(crate) fn service_account_patch<'py>(

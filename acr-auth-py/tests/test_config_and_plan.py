@@ -83,12 +83,15 @@ def test_docker_config_json_and_desired_secret(fake_cloud):
         acr_auth.docker_config_json({"h": 42})
 
 
-def test_service_account_patch_keeps_other_entries():
+def test_service_account_patch_keeps_other_entries_and_records_ours():
     sa = {"metadata": {"name": "default", "resourceVersion": "41"}, "imagePullSecrets": [{"name": "theirs"}]}
     patch = acr_auth.service_account_patch(sa, "ours")
     assert patch == [
         {"op": "test", "path": "/metadata/resourceVersion", "value": "41"},
-        {"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "ours"}},
+        {"op": "test", "path": "/imagePullSecrets", "value": [{"name": "theirs"}]},
+        {"op": "replace", "path": "/imagePullSecrets", "value": [{"name": "theirs"}, {"name": "ours"}]},
+        {"op": "add", "path": "/metadata/annotations",
+         "value": {"acr-credential-helper.alibabacloud.com/managed-image-pull-secrets": "ours"}},
     ]
     assert acr_auth.service_account_patch({"imagePullSecrets": [{"name": "ours"}]}, "ours") is None
     assert acr_auth.service_account_patch({"metadata": {}})[0]["path"] == "/imagePullSecrets"
