@@ -9,11 +9,15 @@
 //! - a Docker registry token server that issues bearer tokens only for registry credentials it
 //!   handed out, until they expire (so a real Distribution registry can use it as its realm).
 //!
-//! It verifies every signature, the timestamp window (15 minutes), nonce reuse and STS tokens,
+//! [`kube::FakeKube`] is a fake Kubernetes API server with the semantics a controller relies
+//! on, checked against the real `kubectl`.
+//!
+//! The cloud verifies every signature, the timestamp window (15 minutes), nonce reuse and STS tokens,
 //! answers with Alibaba's JSON shapes and error codes, counts calls, and injects faults.
 
 pub mod cloud;
 pub mod distribution;
+pub mod kube;
 
 pub use cloud::{
     AccessKeyConfig, FakeCloud, FakeCloudConfig, Fault, InstanceConfig, MetadataConfig,

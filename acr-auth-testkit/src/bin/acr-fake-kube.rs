@@ -1,0 +1,31 @@
+//! `acr-fake-kube [KUBECONFIG-PATH]`: the fake Kubernetes API server as a process.
+//!
+//! Prints `ACR_FAKE_KUBE_URL=http://127.0.0.1:PORT` and writes a kubeconfig (default
+//! `./fake-kubeconfig`), then serves until stdin closes or Ctrl-C.
+
+use std::io::Write as _;
+
+use acr_auth_testkit::kube::FakeKube;
+use tokio::io::AsyncReadExt as _;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let path = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "fake-kubeconfig".to_owned());
+    let kube = FakeKube::start().await?;
+    kube.write_kubeconfig(std::path::Path::new(&path))
+        .map_err(|e| format!("cannot write the kubeconfig {path}: {e}"))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ACR_FAKE_KUBE_URL={}", kube.url())?;
+    writeln!(out, "KUBECONFIG={path}")?;
+    out.flush()?;
+    drop(out);
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 256];
+    tokio::select! {
+        _ = async { while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {} } => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,332 @@
+//! A fake Kubernetes API server on loopback: real HTTP/JSON with the semantics controllers rely
+//! on. Namespaces, Secrets, ServiceAccounts, ConfigMaps, Events and Leases; one global
+//! resourceVersion; create (409 AlreadyExists), update and patch with resourceVersion
+//! preconditions (409 Conflict); JSON merge patch, JSON patch (with `test`) and the strategic
+//! merge patch kubectl sends; list with label and field selectors and pagination; watch from a
+//! resourceVersion with bookmarks, server-side timeouts and 410 Gone after compaction; namespace
+//! deletion that removes the namespace's objects; the discovery documents; the `default`
+//! ServiceAccount in every new namespace; fault injection; a log of every request.
+
+// Handlers return the finished HTTP error response as their `Err` (as in the fake cloud).
+#![allow(clippy::result_large_err)]
+
+mod api;
+mod discovery;
+mod selector;
+mod store;
+
+pub use selector::{FieldSelector, LabelSelector};
+pub use store::{ResourceType, RESOURCES};
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use store::Store;
+
+/// A request as recorded: verb (`get`, `list`, `watch`, `create`, `update`, `patch`, `delete`),
+/// API group, resource and namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// The Kubernetes verb.
+    pub verb: String,
+    /// API group (`""` for core).
+    pub group: String,
+    /// Resource plural.
+    pub resource: String,
+    /// Namespace, for namespaced requests.
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Fault {
+    verb: String,
+    resource: Option<String>,
+    status: u16,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    store: Mutex<Store>,
+    changed: tokio::sync::broadcast::Sender<()>,
+    close_watches: tokio::sync::watch::Sender<u64>,
+    faults: Mutex<VecDeque<Fault>>,
+    requests: Mutex<Vec<RequestRecord>>,
+    bookmark_interval: Duration,
+    addr: Mutex<String>,
+}
+
+impl Shared {
+    pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A running fake API server; it stops when dropped.
+#[derive(Debug)]
+pub struct FakeKube {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// A Kubernetes `Status` error response.
+pub(crate) fn status(code: u16, reason: &str, message: impl Into<String>) -> Response {
+    let body = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message.into(), "reason": reason, "code": code,
+    });
+    (
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+pub(crate) fn json_response(code: u16, body: &Value) -> Response {
+    (
+        StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+impl FakeKube {
+    /// Starts an empty cluster with namespaces `default`, `kube-system` and `kube-public` (each
+    /// with its `default` ServiceAccount) on 127.0.0.1, port chosen by the OS.
+    pub async fn start() -> std::io::Result<Self> {
+        Self::start_with_bookmarks(Duration::from_secs(2)).await
+    }
+
+    /// Like [`FakeKube::start`], sending watch bookmarks every `bookmark_interval`.
+    pub async fn start_with_bookmarks(bookmark_interval: Duration) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            store: Mutex::new(Store::default()),
+            changed: tokio::sync::broadcast::channel(64).0,
+            close_watches: tokio::sync::watch::channel(0).0,
+            faults: Mutex::new(VecDeque::new()),
+            requests: Mutex::new(Vec::new()),
+            bookmark_interval,
+            addr: Mutex::new(addr.to_string()),
+        });
+        for ns in ["default", "kube-system", "kube-public"] {
+            api::create_namespace_object(&shared, ns);
+        }
+        let app = axum::Router::new()
+            .fallback(dispatch)
+            .with_state(shared.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let closer = shared.close_watches.clone();
+        tokio::spawn(async move {
+            let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = rx.await;
+                // End open watches so the graceful shutdown does not wait for them.
+                closer.send_modify(|n| *n += 1);
+            });
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "fake API server failed");
+            }
+        });
+        Ok(Self {
+            addr,
+            shared,
+            shutdown: Some(tx),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A kubeconfig for this server (context `fake`, namespace `default`).
+    pub fn kubeconfig(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\n\
+             users:\n- name: fake\n  user:\n    token: fake-token\n\
+             contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: default\n\
+             current-context: fake\n",
+            self.url()
+        )
+    }
+
+    /// Writes [`FakeKube::kubeconfig`] to `path`.
+    pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::write(path, self.kubeconfig())
+    }
+
+    /// The object `resource`/`namespace`/`name` (namespace `""` for cluster-scoped), if it exists.
+    pub fn get(&self, resource: &str, namespace: &str, name: &str) -> Option<Value> {
+        let r = RESOURCES.iter().find(|r| r.plural == resource)?;
+        self.shared
+            .store()
+            .objects
+            .get(&(r.plural, namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    /// Every object of `resource` (in `namespace`, or everywhere with `None`).
+    pub fn list(&self, resource: &str, namespace: Option<&str>) -> Vec<Value> {
+        self.shared
+            .store()
+            .objects
+            .iter()
+            .filter(|((r, ns, _), _)| *r == resource && namespace.is_none_or(|n| n == ns))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// The current resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.shared.store().rv
+    }
+
+    /// The next `n` requests of `verb` (`*` for any) on `resource` (`None` for any) fail with
+    /// `status` (500, 429, 409...).
+    pub fn fail_next(&self, verb: &str, resource: Option<&str>, n: usize, status: u16) {
+        let mut faults = self
+            .shared
+            .faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for _ in 0..n {
+            faults.push_back(Fault {
+                verb: verb.to_owned(),
+                resource: resource.map(str::to_owned),
+                status,
+            });
+        }
+    }
+
+    /// Ends every open watch (clients must re-watch).
+    pub fn drop_watches(&self) {
+        self.shared.close_watches.send_modify(|n| *n += 1);
+    }
+
+    /// Forgets history: watches resuming from an older resourceVersion, and continue tokens,
+    /// get 410 Gone.
+    pub fn compact(&self) {
+        self.shared.store().compact();
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// How many requests had this verb (and resource, if given).
+    pub fn count(&self, verb: &str, resource: Option<&str>) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.verb == verb && resource.is_none_or(|x| x == r.resource))
+            .count()
+    }
+}
+
+impl Drop for FakeKube {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A request as received.
+pub(crate) struct KubeRequest {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+async fn dispatch(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let host = shared
+        .addr
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    if method == Method::GET {
+        if let Some(doc) = discovery::document(uri.path(), &host) {
+            return json_response(200, &doc);
+        }
+    }
+    let req = KubeRequest {
+        method,
+        uri,
+        headers,
+        body,
+    };
+    let Some(route) = api::route(req.uri.path()) else {
+        return status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        );
+    };
+    // Bodies are JSON only: a protobuf body gets 415, and client-go then retries in JSON, as it
+    // does with servers that do not speak protobuf.
+    let content_type = req
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !req.body.is_empty() && content_type.starts_with("application/vnd.kubernetes.protobuf") {
+        return status(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json (got {content_type})"));
+    }
+    let verb = api::verb(&req, &route);
+    shared
+        .requests
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(RequestRecord {
+            verb: verb.to_owned(),
+            group: route.resource.group.to_owned(),
+            resource: route.resource.plural.to_owned(),
+            namespace: route.namespace.clone(),
+        });
+    let fault = {
+        let mut faults = shared.faults.lock().unwrap_or_else(PoisonError::into_inner);
+        let pos = faults.iter().position(|f| {
+            (f.verb == "*" || f.verb == verb)
+                && f.resource
+                    .as_deref()
+                    .is_none_or(|r| r == route.resource.plural)
+        });
+        pos.and_then(|p| faults.remove(p))
+    };
+    if let Some(f) = fault {
+        let reason = match f.status {
+            409 => "Conflict",
+            429 => "TooManyRequests",
+            _ => "InternalError",
+        };
+        return status(
+            f.status,
+            reason,
+            format!("injected fault for {verb} {}", route.resource.plural),
+        );
+    }
+    api::handle(&shared, &req, &route, verb).await
+}

@@ -1,0 +1,182 @@
+//! The object store of the fake API server: a global resourceVersion, objects by resource,
+//! namespace and name, and the event log that watches replay.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+/// A resource the fake serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceType {
+    /// Plural name in URLs (`secrets`).
+    pub plural: &'static str,
+    /// Singular name.
+    pub singular: &'static str,
+    /// `Kind`.
+    pub kind: &'static str,
+    /// API group (`""` for the core group).
+    pub group: &'static str,
+    /// Version.
+    pub version: &'static str,
+    /// Whether objects live in namespaces.
+    pub namespaced: bool,
+    /// kubectl short names.
+    pub short_names: &'static [&'static str],
+}
+
+impl ResourceType {
+    /// `v1` or `coordination.k8s.io/v1`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_owned()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+}
+
+/// Every resource served.
+pub const RESOURCES: &[ResourceType] = &[
+    ResourceType {
+        plural: "namespaces",
+        singular: "namespace",
+        kind: "Namespace",
+        group: "",
+        version: "v1",
+        namespaced: false,
+        short_names: &["ns"],
+    },
+    ResourceType {
+        plural: "secrets",
+        singular: "secret",
+        kind: "Secret",
+        group: "",
+        version: "v1",
+        namespaced: true,
+        short_names: &[],
+    },
+    ResourceType {
+        plural: "serviceaccounts",
+        singular: "serviceaccount",
+        kind: "ServiceAccount",
+        group: "",
+        version: "v1",
+        namespaced: true,
+        short_names: &["sa"],
+    },
+    ResourceType {
+        plural: "configmaps",
+        singular: "configmap",
+        kind: "ConfigMap",
+        group: "",
+        version: "v1",
+        namespaced: true,
+        short_names: &["cm"],
+    },
+    ResourceType {
+        plural: "events",
+        singular: "event",
+        kind: "Event",
+        group: "",
+        version: "v1",
+        namespaced: true,
+        short_names: &["ev"],
+    },
+    ResourceType {
+        plural: "leases",
+        singular: "lease",
+        kind: "Lease",
+        group: "coordination.k8s.io",
+        version: "v1",
+        namespaced: true,
+        short_names: &[],
+    },
+];
+
+/// Finds a resource by group and plural.
+pub fn resource(group: &str, plural: &str) -> Option<&'static ResourceType> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.plural == plural)
+}
+
+/// (resource plural, namespace, name); namespace is `""` for cluster-scoped objects.
+pub type Key = (&'static str, String, String);
+
+/// One change, as watches see it.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The resourceVersion the change produced.
+    pub rv: u64,
+    /// `ADDED`, `MODIFIED` or `DELETED`.
+    pub kind: &'static str,
+    /// Resource plural.
+    pub resource: &'static str,
+    /// The object after the change (before it, for deletions, with the new resourceVersion).
+    pub object: Value,
+}
+
+/// The state.
+#[derive(Debug, Default)]
+pub struct Store {
+    /// The last resourceVersion handed out.
+    pub rv: u64,
+    /// Every live object.
+    pub objects: BTreeMap<Key, Value>,
+    /// Every change, oldest first.
+    pub log: Vec<Change>,
+    /// Watches and continue tokens older than this get 410 Gone.
+    pub compacted_below: u64,
+}
+
+fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
+    obj["metadata"][field].as_str().unwrap_or_default()
+}
+
+impl Store {
+    fn next_rv(&mut self) -> u64 {
+        self.rv += 1;
+        self.rv
+    }
+
+    /// Stores `object` (new or changed), stamping its resourceVersion; returns it.
+    pub fn put(&mut self, r: &ResourceType, mut object: Value, created: bool) -> Value {
+        let rv = self.next_rv();
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        object["apiVersion"] = json!(r.api_version());
+        object["kind"] = json!(r.kind);
+        let key = (
+            r.plural,
+            meta_str(&object, "namespace").to_owned(),
+            meta_str(&object, "name").to_owned(),
+        );
+        self.objects.insert(key, object.clone());
+        self.log.push(Change {
+            rv,
+            kind: if created { "ADDED" } else { "MODIFIED" },
+            resource: r.plural,
+            object: object.clone(),
+        });
+        object
+    }
+
+    /// Removes an object; returns it with the deletion's resourceVersion.
+    pub fn remove(&mut self, key: &Key) -> Option<Value> {
+        let mut object = self.objects.remove(key)?;
+        let rv = self.next_rv();
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        self.log.push(Change {
+            rv,
+            kind: "DELETED",
+            resource: key.0,
+            object: object.clone(),
+        });
+        Some(object)
+    }
+
+    /// Forgets history: watches or continue tokens from before now get 410 Gone.
+    pub fn compact(&mut self) {
+        self.compacted_below = self.rv + 1;
+        self.log.clear();
+    }
+}
