@@ -23,3 +23,15 @@ pub use cloud::{
     AccessKeyConfig, FakeCloud, FakeCloudConfig, Fault, InstanceConfig, MetadataConfig,
     OidcProviderConfig, RoleConfig, METADATA_FAULT_TARGET,
 };
+
+/// Waits until standard input closes (the parent process went away or closed the pipe) or
+/// Ctrl-C: how the `acr-fake-*` binaries know to stop, so a crashed test leaves no server behind.
+pub async fn wait_for_stdin_close_or_ctrl_c() {
+    use tokio::io::AsyncReadExt as _;
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 256];
+    tokio::select! {
+        _ = async { while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {} } => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

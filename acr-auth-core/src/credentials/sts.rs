@@ -242,6 +242,47 @@ fn validate_arn(arn: &str, kind: &str, context: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// The STS session setters both builders share.
+macro_rules! session_setters {
+    () => {
+        /// `RoleSessionName` (default `aliyun-acr-credential-helper`).
+        pub fn session_name(mut self, name: impl Into<String>) -> Self {
+            self.session_name = name.into();
+            self
+        }
+        /// Session length, 900 s to 43200 s (default 3600 s).
+        pub fn duration(mut self, duration: Duration) -> Self {
+            self.duration = duration;
+            self
+        }
+        /// An inline policy narrowing the role's permissions.
+        pub fn policy(mut self, policy: impl Into<String>) -> Self {
+            self.policy = Some(policy.into());
+            self
+        }
+        /// An explicit STS endpoint (host or URL); see [`sts_endpoint`].
+        pub fn sts_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+            self.endpoint = Some(endpoint.into());
+            self
+        }
+        /// The STS region; see [`sts_endpoint`].
+        pub fn sts_region(mut self, region: impl Into<String>) -> Self {
+            self.region = Some(region.into());
+            self
+        }
+        /// Use the STS VPC endpoint.
+        pub fn vpc(mut self, vpc: bool) -> Self {
+            self.vpc = vpc;
+            self
+        }
+        /// Renew this long before expiry (default 15 minutes).
+        pub fn refresh_threshold(mut self, threshold: Duration) -> Self {
+            self.threshold = threshold;
+            self
+        }
+    };
+}
+
 /// STS `AssumeRole` over any source of credentials, cached and renewed ahead of expiry.
 #[derive(Debug)]
 pub struct AssumeRoleProvider {
@@ -317,44 +358,10 @@ impl AssumeRoleProvider {
 }
 
 impl AssumeRoleBuilder {
-    /// `RoleSessionName` (default `aliyun-acr-credential-helper`).
-    pub fn session_name(mut self, name: impl Into<String>) -> Self {
-        self.session_name = name.into();
-        self
-    }
-    /// Session length, 900 s to 43200 s (default 3600 s).
-    pub fn duration(mut self, duration: Duration) -> Self {
-        self.duration = duration;
-        self
-    }
-    /// An inline policy narrowing the role's permissions.
-    pub fn policy(mut self, policy: impl Into<String>) -> Self {
-        self.policy = Some(policy.into());
-        self
-    }
+    session_setters!();
     /// The role's external id.
     pub fn external_id(mut self, external_id: impl Into<String>) -> Self {
         self.external_id = Some(external_id.into());
-        self
-    }
-    /// An explicit STS endpoint (host or URL); see [`sts_endpoint`].
-    pub fn sts_endpoint(mut self, endpoint: impl Into<String>) -> Self {
-        self.endpoint = Some(endpoint.into());
-        self
-    }
-    /// The STS region; see [`sts_endpoint`].
-    pub fn sts_region(mut self, region: impl Into<String>) -> Self {
-        self.region = Some(region.into());
-        self
-    }
-    /// Use the STS VPC endpoint.
-    pub fn vpc(mut self, vpc: bool) -> Self {
-        self.vpc = vpc;
-        self
-    }
-    /// Renew this long before expiry (default 15 minutes).
-    pub fn refresh_threshold(mut self, threshold: Duration) -> Self {
-        self.threshold = threshold;
         self
     }
     /// The environment for endpoint selection and the clock (default: the process).
@@ -515,41 +522,7 @@ impl OidcProvider {
 }
 
 impl OidcBuilder {
-    /// `RoleSessionName` (default `aliyun-acr-credential-helper`).
-    pub fn session_name(mut self, name: impl Into<String>) -> Self {
-        self.session_name = name.into();
-        self
-    }
-    /// Session length, 900 s to 43200 s (default 3600 s).
-    pub fn duration(mut self, duration: Duration) -> Self {
-        self.duration = duration;
-        self
-    }
-    /// An inline policy narrowing the role's permissions.
-    pub fn policy(mut self, policy: impl Into<String>) -> Self {
-        self.policy = Some(policy.into());
-        self
-    }
-    /// An explicit STS endpoint (host or URL); see [`sts_endpoint`].
-    pub fn sts_endpoint(mut self, endpoint: impl Into<String>) -> Self {
-        self.endpoint = Some(endpoint.into());
-        self
-    }
-    /// The STS region; see [`sts_endpoint`].
-    pub fn sts_region(mut self, region: impl Into<String>) -> Self {
-        self.region = Some(region.into());
-        self
-    }
-    /// Use the STS VPC endpoint.
-    pub fn vpc(mut self, vpc: bool) -> Self {
-        self.vpc = vpc;
-        self
-    }
-    /// Renew this long before expiry (default 15 minutes).
-    pub fn refresh_threshold(mut self, threshold: Duration) -> Self {
-        self.threshold = threshold;
-        self
-    }
+    session_setters!();
     /// The environment: token file reads, endpoint selection, the clock (default: the process).
     pub fn env(mut self, env: ProviderEnv) -> Self {
         self.env = env;

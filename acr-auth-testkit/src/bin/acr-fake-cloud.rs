@@ -11,7 +11,6 @@
 use std::io::Write as _;
 
 use acr_auth_testkit::{FakeCloud, FakeCloudConfig};
-use tokio::io::AsyncReadExt as _;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -32,13 +31,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     out.flush()?;
     drop(out);
 
-    // Stop when the parent closes our stdin (so a crashed test leaves no server behind) or on
-    // Ctrl-C.
-    let mut stdin = tokio::io::stdin();
-    let mut buf = [0u8; 256];
-    tokio::select! {
-        _ = async { while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {} } => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    acr_auth_testkit::wait_for_stdin_close_or_ctrl_c().await;
     Ok(())
 }

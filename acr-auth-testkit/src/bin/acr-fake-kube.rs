@@ -6,7 +6,6 @@
 use std::io::Write as _;
 
 use acr_auth_testkit::kube::FakeKube;
-use tokio::io::AsyncReadExt as _;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,11 +20,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     writeln!(out, "KUBECONFIG={path}")?;
     out.flush()?;
     drop(out);
-    let mut stdin = tokio::io::stdin();
-    let mut buf = [0u8; 256];
-    tokio::select! {
-        _ = async { while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {} } => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    acr_auth_testkit::wait_for_stdin_close_or_ctrl_c().await;
     Ok(())
 }
