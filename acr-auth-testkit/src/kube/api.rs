@@ -230,7 +230,7 @@ pub(crate) async fn handle(
     };
     let key = |name: &str| -> Key {
         (
-            r.plural,
+            r.key,
             route.namespace.clone().unwrap_or_default(),
             name.to_owned(),
         )
@@ -439,7 +439,7 @@ fn create(
         }
     }
     let key: Key = (
-        r.plural,
+        r.key,
         route.namespace.clone().unwrap_or_default(),
         name.clone(),
     );
@@ -511,11 +511,8 @@ fn list(
     };
     let mut items = Vec::new();
     let mut next: Option<String> = None;
-    for ((res, ns, name), obj) in store
-        .objects
-        .range((r.plural, String::new(), String::new())..)
-    {
-        if *res != r.plural {
+    for ((res, ns, name), obj) in store.objects.range((r.key, String::new(), String::new())..) {
+        if *res != r.key {
             break;
         }
         if route.namespace.as_ref().is_some_and(|want| want != ns) {
@@ -618,7 +615,7 @@ fn watch(
                     store
                         .objects
                         .iter()
-                        .filter(|((res, _, _), o)| *res == r.plural && selects(o))
+                        .filter(|((res, _, _), o)| *res == r.key && selects(o))
                         .map(|(_, o)| event_line("ADDED", o))
                         .collect(),
                     store.rv,
@@ -649,7 +646,7 @@ fn watch(
                     let start = store.log.partition_point(|c| c.rv <= last);
                     let lines: Vec<(u64, Bytes)> = store.log[start..]
                         .iter()
-                        .filter(|c| c.resource == r.plural && selects(&c.object))
+                        .filter(|c| c.resource == r.key && selects(&c.object))
                         .map(|c| (c.rv, event_line(c.kind, &c.object)))
                         .collect();
                     (lines, false, store.rv)

@@ -72,6 +72,11 @@ pub fn document(path: &str, host: &str) -> Option<Value> {
         "versions": [{"groupVersion": "coordination.k8s.io/v1", "version": "v1"}],
         "preferredVersion": {"groupVersion": "coordination.k8s.io/v1", "version": "v1"},
     });
+    let events = json!({
+        "name": "events.k8s.io",
+        "versions": [{"groupVersion": "events.k8s.io/v1", "version": "v1"}],
+        "preferredVersion": {"groupVersion": "events.k8s.io/v1", "version": "v1"},
+    });
     Some(match path.trim_end_matches('/') {
         "/version" => json!({
             "major": "1", "minor": "32", "gitVersion": "v1.32.0-acr-auth-fake", "gitCommit": "0000000",
@@ -83,7 +88,9 @@ pub fn document(path: &str, host: &str) -> Option<Value> {
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": host}],
         }),
         "/api/v1" => resource_list("", "v1"),
-        "/apis" => json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [coordination]}),
+        "/apis" => {
+            json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [coordination, events]})
+        }
         "/apis/coordination.k8s.io" => {
             let mut g = coordination;
             g["kind"] = json!("APIGroup");
@@ -91,12 +98,15 @@ pub fn document(path: &str, host: &str) -> Option<Value> {
             g
         }
         "/apis/coordination.k8s.io/v1" => resource_list("coordination.k8s.io", "v1"),
+        "/apis/events.k8s.io/v1" => resource_list("events.k8s.io", "v1"),
         "/openapi/v3" => json!({"paths": {
             "api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=fake1"},
             "apis/coordination.k8s.io/v1": {"serverRelativeURL": "/openapi/v3/apis/coordination.k8s.io/v1?hash=fake1"},
+            "apis/events.k8s.io/v1": {"serverRelativeURL": "/openapi/v3/apis/events.k8s.io/v1?hash=fake1"},
         }}),
         "/openapi/v3/api/v1" => openapi_v3("", "v1"),
         "/openapi/v3/apis/coordination.k8s.io/v1" => openapi_v3("coordination.k8s.io", "v1"),
+        "/openapi/v3/apis/events.k8s.io/v1" => openapi_v3("events.k8s.io", "v1"),
         _ => return None,
     })
 }

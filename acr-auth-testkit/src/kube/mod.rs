@@ -168,12 +168,14 @@ impl FakeKube {
     }
 
     /// The object `resource`/`namespace`/`name` (namespace `""` for cluster-scoped), if it exists.
+    /// `resource` is the plural, prefixed with its group outside the core group
+    /// (`events.k8s.io/events`).
     pub fn get(&self, resource: &str, namespace: &str, name: &str) -> Option<Value> {
-        let r = RESOURCES.iter().find(|r| r.plural == resource)?;
+        let r = RESOURCES.iter().find(|r| r.key == resource)?;
         self.shared
             .store()
             .objects
-            .get(&(r.plural, namespace.to_owned(), name.to_owned()))
+            .get(&(r.key, namespace.to_owned(), name.to_owned()))
             .cloned()
     }
 

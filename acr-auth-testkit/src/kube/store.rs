@@ -22,6 +22,8 @@ pub struct ResourceType {
     pub namespaced: bool,
     /// kubectl short names.
     pub short_names: &'static [&'static str],
+    /// The store key: the plural, prefixed with the group outside the core group.
+    pub key: &'static str,
 }
 
 impl ResourceType {
@@ -44,6 +46,7 @@ pub const RESOURCES: &[ResourceType] = &[
         group: "",
         version: "v1",
         namespaced: false,
+        key: "namespaces",
         short_names: &["ns"],
     },
     ResourceType {
@@ -53,6 +56,7 @@ pub const RESOURCES: &[ResourceType] = &[
         group: "",
         version: "v1",
         namespaced: true,
+        key: "secrets",
         short_names: &[],
     },
     ResourceType {
@@ -62,6 +66,7 @@ pub const RESOURCES: &[ResourceType] = &[
         group: "",
         version: "v1",
         namespaced: true,
+        key: "serviceaccounts",
         short_names: &["sa"],
     },
     ResourceType {
@@ -71,6 +76,7 @@ pub const RESOURCES: &[ResourceType] = &[
         group: "",
         version: "v1",
         namespaced: true,
+        key: "configmaps",
         short_names: &["cm"],
     },
     ResourceType {
@@ -80,6 +86,7 @@ pub const RESOURCES: &[ResourceType] = &[
         group: "",
         version: "v1",
         namespaced: true,
+        key: "events",
         short_names: &["ev"],
     },
     ResourceType {
@@ -89,6 +96,17 @@ pub const RESOURCES: &[ResourceType] = &[
         group: "coordination.k8s.io",
         version: "v1",
         namespaced: true,
+        key: "coordination.k8s.io/leases",
+        short_names: &[],
+    },
+    ResourceType {
+        plural: "events",
+        singular: "event",
+        kind: "Event",
+        group: "events.k8s.io",
+        version: "v1",
+        namespaced: true,
+        key: "events.k8s.io/events",
         short_names: &[],
     },
 ];
@@ -100,7 +118,8 @@ pub fn resource(group: &str, plural: &str) -> Option<&'static ResourceType> {
         .find(|r| r.group == group && r.plural == plural)
 }
 
-/// (resource plural, namespace, name); namespace is `""` for cluster-scoped objects.
+/// (resource key, namespace, name); namespace is `""` for cluster-scoped objects. The resource
+/// key is the plural, prefixed with the group for non-core groups (`events.k8s.io/events`).
 pub type Key = (&'static str, String, String);
 
 /// One change, as watches see it.
@@ -146,7 +165,7 @@ impl Store {
         object["apiVersion"] = json!(r.api_version());
         object["kind"] = json!(r.kind);
         let key = (
-            r.plural,
+            r.key,
             meta_str(&object, "namespace").to_owned(),
             meta_str(&object, "name").to_owned(),
         );
@@ -154,7 +173,7 @@ impl Store {
         self.log.push(Change {
             rv,
             kind: if created { "ADDED" } else { "MODIFIED" },
-            resource: r.plural,
+            resource: r.key,
             object: object.clone(),
         });
         object
