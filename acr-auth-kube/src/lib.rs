@@ -1,9 +1,11 @@
 //! Kubernetes adapter for acr-auth.
 //!
-//! [`plan`] holds the pure functions from configuration and cluster objects to the objects and
-//! patches to write. The controller runtime on kube-rs (apply, watches, the token manager) is
-//! built on them in a later step.
+//! - [`plan`]: the pure function from configuration, cluster snapshot and credentials to writes.
+//! - [`apply`]: executes a write with its concurrency control.
+//! - [`controller`]: watches, live configuration, credentials, and plan + apply on every change.
 
+pub mod apply;
+pub mod controller;
 pub mod plan;
 
 pub use acr_auth_core as core;

@@ -1,0 +1,165 @@
+//! Executing the planner's writes against the API server, with the concurrency control the plan
+//! asks for: resourceVersion preconditions on updates and deletions, `test` guards in patches.
+
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::Client;
+
+use crate::plan::Write;
+
+/// Why a write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// Someone changed the object since it was read (409, or a failed `test`): plan again.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A Secret with our name exists and is not ours: it is left alone.
+    #[error("Secret {namespace}/{name} exists and was not created by us; leaving it alone")]
+    NotOurs {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// The planner produced an object the API types do not accept.
+    #[error("invalid object: {0}")]
+    Invalid(String),
+    /// Any other API or transport error.
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+}
+
+impl ApplyError {
+    /// A stable name for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApplyError::Conflict(_) => "conflict",
+            ApplyError::NotOurs { .. } => "not_ours",
+            ApplyError::Invalid(_) => "invalid",
+            ApplyError::Kube(_) => "api",
+        }
+    }
+}
+
+fn classify(e: kube::Error) -> ApplyError {
+    match &e {
+        kube::Error::Api(s) if s.is_conflict() || s.is_invalid() || s.code == 422 => {
+            ApplyError::Conflict(s.message.clone())
+        }
+        _ => ApplyError::Kube(e),
+    }
+}
+
+/// Performs one write.
+pub async fn apply(client: &Client, write: &Write) -> Result<(), ApplyError> {
+    match write {
+        Write::CreateSecret { namespace, secret } => {
+            let obj: Secret = serde_json::from_value(secret.clone())
+                .map_err(|e| ApplyError::Invalid(e.to_string()))?;
+            let name = obj.metadata.name.clone().unwrap_or_default();
+            let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+            match api.create(&PostParams::default(), &obj).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(s)) if s.is_already_exists() => {
+                    // The watch only sees our Secrets: an existing one of that name is someone else's.
+                    Err(ApplyError::NotOurs {
+                        namespace: namespace.clone(),
+                        name,
+                    })
+                }
+                Err(e) => Err(classify(e)),
+            }
+        }
+        Write::UpdateSecret {
+            namespace,
+            name,
+            resource_version,
+            secret,
+        } => {
+            let mut obj: Secret = serde_json::from_value(secret.clone())
+                .map_err(|e| ApplyError::Invalid(e.to_string()))?;
+            obj.metadata.resource_version = Some(resource_version.clone());
+            let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+            api.replace(name, &PostParams::default(), &obj)
+                .await
+                .map(drop)
+                .map_err(classify)
+        }
+        Write::PatchServiceAccount {
+            namespace,
+            service_account,
+            patch,
+            ..
+        } => {
+            let p: json_patch::Patch = serde_json::from_value(patch.clone())
+                .map_err(|e| ApplyError::Invalid(e.to_string()))?;
+            let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+            api.patch(
+                service_account,
+                &PatchParams::default(),
+                &Patch::Json::<()>(p),
+            )
+            .await
+            .map(drop)
+            .map_err(classify)
+        }
+        Write::DeleteSecret {
+            namespace,
+            name,
+            resource_version,
+        } => {
+            let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    resource_version: Some(resource_version.clone()),
+                    uid: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match api.delete(name, &params).await {
+                Ok(_) => Ok(()),
+                // Already gone: the goal is reached.
+                Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+                Err(e) => Err(classify(e)),
+            }
+        }
+    }
+}
+
+/// A one-line description of a write, without secrets (for logs and `--dry-run`).
+pub fn describe(write: &Write) -> String {
+    match write {
+        Write::CreateSecret { namespace, secret } => format!(
+            "create Secret {namespace}/{}",
+            secret["metadata"]["name"].as_str().unwrap_or_default()
+        ),
+        Write::UpdateSecret {
+            namespace, name, ..
+        } => format!("update Secret {namespace}/{name}"),
+        Write::PatchServiceAccount {
+            namespace,
+            service_account,
+            attach,
+            detach,
+            ..
+        } => {
+            let mut parts = Vec::new();
+            if let Some(a) = attach {
+                parts.push(format!("add {a}"));
+            }
+            if !detach.is_empty() {
+                parts.push(format!("remove {}", detach.join(", ")));
+            }
+            if parts.is_empty() {
+                parts.push("update the record of our entries".to_owned());
+            }
+            format!(
+                "ServiceAccount {namespace}/{service_account}: {}",
+                parts.join("; ")
+            )
+        }
+        Write::DeleteSecret {
+            namespace, name, ..
+        } => format!("delete Secret {namespace}/{name}"),
+    }
+}

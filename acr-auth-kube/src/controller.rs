@@ -1,0 +1,479 @@
+//! The controller: watches (kube-rs reflectors) on Namespaces, ServiceAccounts, our Secrets and
+//! the `acr-configuration` ConfigMap; the configuration re-read live (the last good one stays in
+//! force when an edit is invalid); registry credentials through the shared sources (renewed at
+//! the threshold, one fetch per registry); and plan + apply after every change.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use acr_auth_core::config::HelperConfig;
+use acr_auth_core::source::{RegistryCredential, RegistrySources, SourceSettings};
+use futures_util::StreamExt as _;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
+use kube::api::Api;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, Config as WatchConfig};
+use kube::runtime::WatchStreamExt as _;
+use kube::Client;
+use tokio::sync::Notify;
+
+use crate::apply::{self, ApplyError};
+use crate::plan::{
+    plan, ClusterSnapshot, NamespaceInfo, SecretInfo, ServiceAccountInfo, MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE, SKIP_ANNOTATION,
+};
+
+/// What the controller needs to run.
+#[derive(Debug, Clone)]
+pub struct ControllerSettings {
+    /// Namespace of the configuration ConfigMap (`kube-system`).
+    pub config_namespace: String,
+    /// Its name (`acr-configuration`).
+    pub config_name: String,
+    /// Identity, region, endpoints for the registry credential sources.
+    pub sources: SourceSettings,
+    /// Log every write instead of making it.
+    pub dry_run: bool,
+    /// Re-plan at least this often, even without changes.
+    pub resync: Duration,
+}
+
+impl ControllerSettings {
+    /// `kube-system/acr-configuration`, no dry run, a 5-minute resync.
+    pub fn new(sources: SourceSettings) -> Self {
+        Self {
+            config_namespace: "kube-system".to_owned(),
+            config_name: "acr-configuration".to_owned(),
+            sources,
+            dry_run: false,
+            resync: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A failure that stops the controller.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// The watches could not start.
+    #[error("the watches did not sync: {0}")]
+    Sync(String),
+}
+
+/// Statistics of one pass, for logs and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// Writes planned.
+    pub planned: usize,
+    /// Writes that succeeded (or were logged in dry-run mode).
+    pub applied: usize,
+    /// Writes that hit a conflict (the pass is retried).
+    pub conflicts: usize,
+    /// Writes that failed otherwise.
+    pub failed: usize,
+}
+
+fn reflect<K>(api: Api<K>, config: WatchConfig, trigger: Arc<Notify>) -> Store<K>
+where
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher::watcher(api, config).default_backoff())
+        .touched_objects();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(item) = stream.next().await {
+            if let Err(e) = item {
+                tracing::warn!(error = %e, "watch error; retrying with backoff");
+            }
+            trigger.notify_one();
+        }
+    });
+    reader
+}
+
+/// Reads the planner's view of the cluster from the reflector stores.
+fn snapshot(
+    namespaces: &Store<Namespace>,
+    service_accounts: &Store<ServiceAccount>,
+    secrets: &Store<Secret>,
+    not_ours: &BTreeSet<(String, String)>,
+) -> ClusterSnapshot {
+    let mut snap = ClusterSnapshot::default();
+    for ns in namespaces.state() {
+        let meta = &ns.metadata;
+        snap.namespaces.push(NamespaceInfo {
+            name: meta.name.clone().unwrap_or_default(),
+            skip: meta
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(SKIP_ANNOTATION))
+                .is_some_and(|v| v == "true"),
+            terminating: meta.deletion_timestamp.is_some()
+                || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating"),
+        });
+    }
+    for sa in service_accounts.state() {
+        if let Ok(v) = serde_json::to_value(sa.as_ref()) {
+            snap.service_accounts
+                .push(ServiceAccountInfo::from_object(&v));
+        }
+    }
+    for s in secrets.state() {
+        let meta = &s.metadata;
+        let managed = meta
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(MANAGED_BY_LABEL))
+            .is_some_and(|v| v == MANAGED_BY_VALUE);
+        snap.secrets.push(SecretInfo {
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+            resource_version: meta.resource_version.clone().unwrap_or_default(),
+            managed,
+            docker_config_json: s
+                .data
+                .as_ref()
+                .and_then(|d| d.get(".dockerconfigjson"))
+                .and_then(|b| String::from_utf8(b.0.clone()).ok()),
+        });
+    }
+    // Secrets of our name that turned out not to be ours (409 on create).
+    for (namespace, name) in not_ours {
+        snap.secrets.push(SecretInfo {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            managed: false,
+            ..SecretInfo::default()
+        });
+    }
+    snap.namespaces.sort_by(|a, b| a.name.cmp(&b.name));
+    snap
+}
+
+/// The controller.
+pub struct Controller {
+    client: Client,
+    settings: ControllerSettings,
+    recorder: Recorder,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Live {
+    config: HelperConfig,
+    config_data: Option<BTreeMap<String, String>>,
+    invalid: Option<String>,
+    sources: Option<RegistrySources>,
+    credentials_failed: Option<String>,
+    not_ours: BTreeSet<(String, String)>,
+}
+
+impl Controller {
+    /// A controller over `client`.
+    pub fn new(client: Client, settings: ControllerSettings) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "aliyun-acr-credential-helper".into(),
+                instance: None,
+            },
+        );
+        Self {
+            client,
+            settings,
+            recorder,
+        }
+    }
+
+    async fn event(
+        &self,
+        type_: EventType,
+        reason: &str,
+        note: String,
+        on: k8s_openapi::api::core::v1::ObjectReference,
+    ) {
+        let ev = KubeEvent {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &on).await {
+            tracing::warn!(error = %e, reason, "could not record an Event");
+        }
+    }
+
+    fn configmap_ref(&self) -> k8s_openapi::api::core::v1::ObjectReference {
+        k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("ConfigMap".into()),
+            name: Some(self.settings.config_name.clone()),
+            namespace: Some(self.settings.config_namespace.clone()),
+            ..Default::default()
+        }
+    }
+
+    /// Runs until `shutdown` completes.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), ControllerError> {
+        let trigger = Arc::new(Notify::new());
+        let client = self.client.clone();
+        let managed = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
+        let namespaces = reflect(
+            Api::<Namespace>::all(client.clone()),
+            WatchConfig::default(),
+            trigger.clone(),
+        );
+        let service_accounts = reflect(
+            Api::<ServiceAccount>::all(client.clone()),
+            WatchConfig::default(),
+            trigger.clone(),
+        );
+        let secrets = reflect(
+            Api::<Secret>::all(client.clone()),
+            WatchConfig::default().labels(&managed),
+            trigger.clone(),
+        );
+        let configmaps = reflect(
+            Api::<ConfigMap>::namespaced(client.clone(), &self.settings.config_namespace),
+            WatchConfig::default().fields(&format!("metadata.name={}", self.settings.config_name)),
+            trigger.clone(),
+        );
+        for (name, ready) in [
+            ("namespaces", namespaces.wait_until_ready().await.is_ok()),
+            (
+                "serviceaccounts",
+                service_accounts.wait_until_ready().await.is_ok(),
+            ),
+            ("secrets", secrets.wait_until_ready().await.is_ok()),
+            ("configmaps", configmaps.wait_until_ready().await.is_ok()),
+        ] {
+            if !ready {
+                return Err(ControllerError::Sync(name.to_owned()));
+            }
+        }
+        tracing::info!("watches synced");
+
+        let mut live = Live {
+            config: HelperConfig::default(),
+            config_data: None,
+            invalid: None,
+            sources: None,
+            credentials_failed: None,
+            not_ours: BTreeSet::new(),
+        };
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut next_renewal = tokio::time::Instant::now();
+        loop {
+            self.load_config(&configmaps, &mut live).await;
+            let credentials = self.credentials(&mut live).await;
+            next_renewal = live
+                .sources
+                .as_ref()
+                .and_then(|s| s.sources().iter().filter_map(|x| x.renew_at()).min())
+                .map(|t| {
+                    tokio::time::Instant::now()
+                        + t.duration_since(self.settings.sources.env.clock().now())
+                            .unwrap_or_default()
+                })
+                .unwrap_or(next_renewal + self.settings.resync);
+            let report = self
+                .pass(
+                    &namespaces,
+                    &service_accounts,
+                    &secrets,
+                    &mut live,
+                    &credentials,
+                )
+                .await;
+            if report.planned > 0 {
+                tracing::info!(
+                    planned = report.planned,
+                    applied = report.applied,
+                    conflicts = report.conflicts,
+                    failed = report.failed,
+                    "reconciled"
+                );
+            }
+            let retry_soon = report.conflicts > 0 || report.failed > 0;
+            tokio::select! {
+                _ = trigger.notified() => {}
+                _ = tokio::time::sleep_until(next_renewal) => {}
+                _ = tokio::time::sleep(if retry_soon { Duration::from_millis(500) } else { self.settings.resync }) => {}
+                _ = &mut shutdown => {
+                    tracing::info!("shutting down");
+                    return Ok(());
+                }
+            }
+            // Let a burst of watch events settle into one pass.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn load_config(&self, configmaps: &Store<ConfigMap>, live: &mut Live) {
+        let data: Option<BTreeMap<String, String>> = configmaps
+            .state()
+            .first()
+            .map(|cm| cm.data.clone().unwrap_or_default());
+        if data == live.config_data && live.sources.is_some() {
+            return;
+        }
+        let parsed = match &data {
+            None => {
+                tracing::info!(
+                    namespace = %self.settings.config_namespace,
+                    name = %self.settings.config_name,
+                    "no configuration ConfigMap; serving the defaults (namespace default, ServiceAccount default, the region's Personal Edition registry)"
+                );
+                HelperConfig::from_configmap(Vec::<(String, String)>::new())
+            }
+            Some(d) => HelperConfig::from_configmap(d),
+        };
+        live.config_data = data;
+        match parsed {
+            Ok(p) => {
+                for w in &p.warnings {
+                    tracing::warn!(warning = %w, "configuration");
+                }
+                match RegistrySources::build(&p.config, &self.settings.sources) {
+                    Ok(sources) => {
+                        tracing::info!(
+                            registries = sources.sources().len(),
+                            "configuration loaded"
+                        );
+                        live.config = p.config;
+                        live.sources = Some(sources);
+                        live.invalid = None;
+                    }
+                    Err(e) => self.invalid(live, e.to_string()).await,
+                }
+            }
+            Err(e) => self.invalid(live, e.to_string()).await,
+        }
+    }
+
+    async fn invalid(&self, live: &mut Live, message: String) {
+        tracing::error!(error = %message, "invalid configuration; the last good configuration stays in force");
+        if live.invalid.as_deref() != Some(message.as_str()) {
+            self.event(
+                EventType::Warning,
+                "InvalidConfiguration",
+                message.clone(),
+                self.configmap_ref(),
+            )
+            .await;
+        }
+        live.invalid = Some(message);
+    }
+
+    /// Every registry's credential; empty when any fails (the Secrets then keep their last good
+    /// content: a partial or expired set is never written).
+    async fn credentials(&self, live: &mut Live) -> Vec<RegistryCredential> {
+        let Some(sources) = &live.sources else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut failures = Vec::new();
+        for s in sources.sources() {
+            match s.credential().await {
+                Ok(c) => out.push(c),
+                Err(e) => failures.push(format!("{}: {e}", s.description())),
+            }
+        }
+        if failures.is_empty() {
+            if live.credentials_failed.take().is_some() {
+                tracing::info!("registry credentials recovered");
+                self.event(
+                    EventType::Normal,
+                    "TokenRenewed",
+                    "registry credentials renewed after a failure".into(),
+                    self.configmap_ref(),
+                )
+                .await;
+            }
+            out
+        } else {
+            let message = failures.join("; ");
+            tracing::error!(error = %message, "registry credentials unavailable; Secrets keep their last good content");
+            if live.credentials_failed.as_deref() != Some(message.as_str()) {
+                self.event(
+                    EventType::Warning,
+                    "TokenRenewalFailed",
+                    message.clone(),
+                    self.configmap_ref(),
+                )
+                .await;
+            }
+            live.credentials_failed = Some(message);
+            Vec::new()
+        }
+    }
+
+    async fn pass(
+        &self,
+        namespaces: &Store<Namespace>,
+        service_accounts: &Store<ServiceAccount>,
+        secrets: &Store<Secret>,
+        live: &mut Live,
+        credentials: &[RegistryCredential],
+    ) -> PassReport {
+        let snap = snapshot(namespaces, service_accounts, secrets, &live.not_ours);
+        let writes = plan(&live.config, &snap, credentials);
+        let mut report = PassReport {
+            planned: writes.len(),
+            ..PassReport::default()
+        };
+        for w in &writes {
+            if self.settings.dry_run {
+                tracing::info!(write = %apply::describe(w), "dry run: would write");
+                report.applied += 1;
+                continue;
+            }
+            match apply::apply(&self.client, w).await {
+                Ok(()) => {
+                    tracing::info!(write = %apply::describe(w), "applied");
+                    report.applied += 1;
+                }
+                Err(ApplyError::Conflict(m)) => {
+                    tracing::debug!(write = %apply::describe(w), conflict = %m, "conflict; will re-plan");
+                    report.conflicts += 1;
+                }
+                Err(ApplyError::NotOurs { namespace, name }) => {
+                    tracing::warn!(%namespace, %name, "a Secret with our name exists and is not ours; skipping the namespace");
+                    let reference = k8s_openapi::api::core::v1::ObjectReference {
+                        api_version: Some("v1".into()),
+                        kind: Some("Namespace".into()),
+                        name: Some(namespace.clone()),
+                        ..Default::default()
+                    };
+                    self.event(EventType::Warning, "SecretNotOurs", format!("Secret {namespace}/{name} exists and was not created by aliyun-acr-credential-helper; it is left alone"), reference).await;
+                    live.not_ours.insert((namespace, name));
+                    report.failed += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(write = %apply::describe(w), error = %e, reason = e.reason(), "write failed; will retry");
+                    report.failed += 1;
+                }
+            }
+        }
+        report
+    }
+}

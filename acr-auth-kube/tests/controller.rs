@@ -1,0 +1,251 @@
+//! End to end: the controller against the fake cloud and the fake API server, all real HTTP.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use acr_auth_core::acr::Endpoint;
+use acr_auth_core::credentials::{Credentials, ProviderEnv};
+use acr_auth_core::docker_config::DockerConfig;
+use acr_auth_core::http::RetryPolicy;
+use acr_auth_core::source::SourceSettings;
+use acr_auth_kube::controller::{Controller, ControllerSettings};
+use acr_auth_kube::plan::MANAGED_ENTRIES_ANNOTATION;
+use acr_auth_testkit::kube::FakeKube;
+use acr_auth_testkit::{FakeCloud, FakeCloudConfig};
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+const OURS: &str = "acr-credential-secret-aggregation";
+
+async fn eventually<F: Fn() -> bool>(what: &str, check: F) {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn post(kube: &FakeKube, path: &str, body: Value) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{}{path}", kube.url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn put_config(kube: &FakeKube, data: Value) {
+    let current = kube.get("configmaps", "kube-system", "acr-configuration");
+    let http = reqwest::Client::new();
+    let path = format!("{}/api/v1/namespaces/kube-system/configmaps", kube.url());
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "acr-configuration", "namespace": "kube-system"}, "data": data});
+    let status = match current {
+        None => http.post(path).json(&body).send().await.unwrap().status(),
+        Some(_) => http
+            .put(format!("{path}/acr-configuration"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+    };
+    assert!(status.is_success(), "{status}");
+}
+
+fn secret_hosts(kube: &FakeKube, ns: &str) -> Option<Vec<String>> {
+    let s = kube.get("secrets", ns, OURS)?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(s["data"][".dockerconfigjson"].as_str()?)
+        .ok()?;
+    let cfg = DockerConfig::parse(std::str::from_utf8(&raw).ok()?).ok()?;
+    Some(cfg.auths.keys().cloned().collect())
+}
+
+fn sa_entries(kube: &FakeKube, ns: &str, name: &str) -> Vec<String> {
+    kube.get("serviceaccounts", ns, name)
+        .and_then(|sa| sa["imagePullSecrets"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| e["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_serves_converges_and_keeps_the_last_good_configuration() {
+    let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
+    let kube = FakeKube::start().await.unwrap();
+    for ns in ["dev", "prod"] {
+        assert_eq!(
+            post(
+                &kube,
+                "/api/v1/namespaces",
+                json!({"metadata": {"name": ns}})
+            )
+            .await,
+            201
+        );
+    }
+    // Someone else's entry on dev/default: it must survive everything.
+    let http = reqwest::Client::new();
+    let resp = http
+        .patch(format!(
+            "{}/api/v1/namespaces/dev/serviceaccounts/default",
+            kube.url()
+        ))
+        .header("content-type", "application/merge-patch+json")
+        .body(json!({"imagePullSecrets": [{"name": "theirs"}]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    put_config(
+        &kube,
+        json!({
+            "watch-namespace": "all",
+            "exclude-namespace": "kube-*",
+            "service-account": "default",
+            "acr-registry-info": "- instanceId: cri-testinstance01\n- instanceId: \"\"\n",
+        }),
+    )
+    .await;
+
+    let client = kube::Client::try_from(kube::Config::new(kube.url().parse().unwrap())).unwrap();
+    let settings = ControllerSettings::new(SourceSettings {
+        cluster_region: "cn-hangzhou".into(),
+        base_identity: Arc::new(Credentials::new("LTAItestkey", "test-secret")),
+        base_identity_name: "test key".into(),
+        env: ProviderEnv::from_vars([("ACR_AUTH_STS_ENDPOINT", cloud.url())]),
+        acr_endpoint: Some(Endpoint::Url(cloud.url())),
+        retry: RetryPolicy::none(),
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let controller = tokio::spawn(Controller::new(client, settings).run(async {
+        let _ = stopped.await;
+    }));
+
+    // Every served namespace gets the Secret with every host; matching SAs get the entry.
+    eventually("Secrets in default, dev and prod", || {
+        ["default", "dev", "prod"]
+            .iter()
+            .all(|ns| secret_hosts(&kube, ns).is_some())
+    })
+    .await;
+    let hosts = secret_hosts(&kube, "dev").unwrap();
+    for h in [
+        "acme-registry.cn-hangzhou.cr.aliyuncs.com",
+        "acme-registry-vpc.cn-hangzhou.cr.aliyuncs.com",
+        "registry.acme.example",
+        "registry.cn-hangzhou.aliyuncs.com",
+        "registry-vpc.cn-hangzhou.aliyuncs.com",
+    ] {
+        assert!(hosts.contains(&h.to_owned()), "{h} missing from {hosts:?}");
+    }
+    assert!(
+        secret_hosts(&kube, "kube-system").is_none()
+            && secret_hosts(&kube, "kube-public").is_none(),
+        "excluded"
+    );
+    eventually("SA entries", || {
+        ["default", "dev", "prod"]
+            .iter()
+            .all(|ns| sa_entries(&kube, ns, "default").contains(&OURS.to_owned()))
+    })
+    .await;
+    assert_eq!(sa_entries(&kube, "dev", "default"), ["theirs", OURS]);
+    let sa = kube.get("serviceaccounts", "dev", "default").unwrap();
+    assert_eq!(
+        sa["metadata"]["annotations"][MANAGED_ENTRIES_ANNOTATION],
+        OURS
+    );
+    // One token per registry, whatever the number of namespaces.
+    assert_eq!(cloud.calls("GetAuthorizationToken"), 1);
+    assert_eq!(cloud.calls("GET /tokens"), 1);
+
+    // A new namespace is served as soon as the watch sees it.
+    assert_eq!(
+        post(
+            &kube,
+            "/api/v1/namespaces",
+            json!({"metadata": {"name": "team-new"}})
+        )
+        .await,
+        201
+    );
+    eventually("the new namespace's Secret and default SA entry", || {
+        secret_hosts(&kube, "team-new").is_some()
+            && sa_entries(&kube, "team-new", "default").contains(&OURS.to_owned())
+    })
+    .await;
+
+    // Narrowing the configuration removes what left scope, and only that.
+    put_config(
+        &kube,
+        json!({"watch-namespace": "default,prod", "service-account": "default",
+        "acr-registry-info": "- instanceId: cri-testinstance01\n- instanceId: \"\"\n"}),
+    )
+    .await;
+    eventually("dev and team-new cleaned", || {
+        secret_hosts(&kube, "dev").is_none()
+            && secret_hosts(&kube, "team-new").is_none()
+            && sa_entries(&kube, "dev", "default") == ["theirs"]
+    })
+    .await;
+    assert!(secret_hosts(&kube, "prod").is_some());
+
+    // An invalid edit keeps the last good configuration and records a Warning Event.
+    let writes_before =
+        kube.count("create", Some("secrets")) + kube.count("delete", Some("secrets"));
+    put_config(
+        &kube,
+        json!({"watch-namespace": "default", "expiring-threshold": "15"}),
+    )
+    .await;
+    eventually("an InvalidConfiguration Event", || {
+        kube.list("events.k8s.io/events", Some("kube-system"))
+            .iter()
+            .any(|e| e["reason"] == "InvalidConfiguration")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        secret_hosts(&kube, "prod").is_some(),
+        "the last good configuration stays in force"
+    );
+    assert_eq!(
+        kube.count("create", Some("secrets")) + kube.count("delete", Some("secrets")),
+        writes_before
+    );
+
+    // Idle: no writes at all.
+    let idle_before = kube
+        .requests()
+        .iter()
+        .filter(|r| {
+            matches!(r.verb.as_str(), "create" | "update" | "patch" | "delete")
+                && r.resource != "events"
+        })
+        .count();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_after = kube
+        .requests()
+        .iter()
+        .filter(|r| {
+            matches!(r.verb.as_str(), "create" | "update" | "patch" | "delete")
+                && r.resource != "events"
+        })
+        .count();
+    assert_eq!(idle_before, idle_after, "no writes while nothing changes");
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(5), controller)
+        .await
+        .expect("graceful shutdown")
+        .unwrap()
+        .unwrap();
+}
