@@ -5,7 +5,9 @@
 //! - [`controller`]: watches, live configuration, credentials, and plan + apply on every change.
 
 pub mod apply;
+pub mod cleanup;
 pub mod controller;
+pub mod identity;
 pub mod plan;
 
 pub use acr_auth_core as core;

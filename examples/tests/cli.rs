@@ -281,24 +281,188 @@ async fn token_retries_transient_failures() {
 }
 
 #[tokio::test]
-async fn demo_runs_on_embedded_defaults_and_redacts_passwords() {
+async fn demo_runs_the_controller_on_embedded_defaults_and_redacts_passwords() {
     let out = run(&["demo"], &[]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(
-        text.contains("acme-registry.cn-hangzhou.cr.aliyuncs.com"),
-        "{text}"
-    );
-    assert!(text.contains("registry.cn-hangzhou.aliyuncs.com"));
-    assert!(
-        text.contains("summary: 5 registry hosts, 3 ACR API calls"),
-        "{text}"
-    );
+    for part in [
+        "base identity: tokenMode=auto: Secret kube-system/alibaba-addon-secret is present",
+        "team-b: Secret acr-credential-secret-aggregation (5 hosts); ServiceAccount default imagePullSecrets: [\"acr-credential-secret-aggregation\"]",
+        "acme-registry.cn-hangzhou.cr.aliyuncs.com: Enterprise / Public / cn-hangzhou",
+        "renewed after",
+        "summary: 3 namespaces served, 5 registry hosts, 4 ACR token calls",
+        "Secrets: 3 created, 6 updated in place",
+    ] {
+        assert!(text.contains(part), "missing {part:?} in\n{text}");
+    }
     // Every password and auth field is redacted.
     for line in text
         .lines()
         .filter(|l| l.contains("\"password\"") || l.contains("\"auth\""))
     {
         assert!(line.contains("<redacted>"), "{line}");
+    }
+}
+
+mod controller {
+    use super::*;
+    use acr_auth_testkit::kube::FakeKube;
+    use std::time::{Duration, Instant};
+
+    async fn post(kube: &FakeKube, path: &str, body: Value) {
+        let status = reqwest::Client::new()
+            .post(format!("{}{path}", kube.url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(status.is_success(), "{path}: {status}");
+    }
+
+    async fn cluster(kube: &FakeKube) {
+        post(
+            kube,
+            "/api/v1/namespaces",
+            serde_json::json!({"metadata": {"name": "team-a"}}),
+        )
+        .await;
+        post(kube, "/api/v1/namespaces/kube-system/secrets", serde_json::json!({"metadata": {"name": "alibaba-addon-secret"},
+            "data": {"access-key-id": "TFRBSXRlc3RrZXk=", "access-key-secret": "dGVzdC1zZWNyZXQ="}})).await;
+        post(kube, "/api/v1/namespaces/kube-system/configmaps", serde_json::json!({"metadata": {"name": "acr-configuration"},
+            "data": {"watch-namespace": "default,team-a", "acr-registry-info": "- instanceId: cri-testinstance01\n"}})).await;
+    }
+
+    fn env(kube_dir: &std::path::Path, cloud: &FakeCloud) -> Vec<(&'static str, String)> {
+        vec![
+            (
+                "KUBECONFIG",
+                kube_dir.join("kubeconfig").display().to_string(),
+            ),
+            ("ACR_AUTH_ACR_ENDPOINT", cloud.url()),
+            ("ALIBABA_CLOUD_REGION_ID", "cn-hangzhou".into()),
+            ("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true".into()),
+            ("HOME", kube_dir.display().to_string()),
+        ]
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn run_serves_the_cluster_and_cleanup_removes_everything_it_wrote() {
+        let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
+        let kube = FakeKube::start().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        kube.write_kubeconfig(&dir.path().join("kubeconfig"))
+            .unwrap();
+        cluster(&kube).await;
+        let env = env(dir.path(), &cloud);
+
+        // --dry-run logs the writes and makes none.
+        let mut dry = tokio::process::Command::new(BIN);
+        dry.args(["run", "--dry-run"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .kill_on_drop(true)
+            .stderr(std::process::Stdio::piped());
+        let mut child = dry.spawn().unwrap();
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !seen.contains("dry run: would write")
+            || !seen.contains("create Secret team-a/acr-credential-secret-aggregation")
+        {
+            assert!(Instant::now() < deadline, "no dry-run output: {seen}");
+            let mut line = String::new();
+            use tokio::io::AsyncBufReadExt as _;
+            if lines.read_line(&mut line).await.unwrap() == 0 {
+                panic!("run --dry-run exited: {seen}");
+            }
+            seen.push_str(&line);
+        }
+        let _ = child.kill().await;
+        assert!(
+            kube.get("secrets", "team-a", "acr-credential-secret-aggregation")
+                .is_none(),
+            "dry run wrote nothing"
+        );
+        assert!(
+            seen.contains("base identity") && seen.contains("AddonSecret"),
+            "{seen}"
+        );
+
+        // run writes; SIGTERM stops it gracefully.
+        let mut real = tokio::process::Command::new(BIN);
+        real.args(["run"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .kill_on_drop(true)
+            .stderr(std::process::Stdio::null());
+        let mut child = real.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !["default", "team-a"].iter().all(|ns| {
+            kube.get("secrets", ns, "acr-credential-secret-aggregation")
+                .is_some()
+        }) {
+            assert!(Instant::now() < deadline, "run did not write the Secrets");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let pid = child.id().unwrap();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .expect("stops on SIGTERM")
+            .unwrap();
+        assert!(status.success(), "{status:?}");
+
+        // cleanup removes our Secrets and entries, and nothing else.
+        let out = run(
+            &["cleanup"],
+            &env.iter()
+                .map(|(k, v)| (*k, v.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .await;
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            stdout(&out).contains("2 Secrets deleted, our entries removed from 2 ServiceAccounts"),
+            "{}",
+            stdout(&out)
+        );
+        assert!(kube
+            .get("secrets", "team-a", "acr-credential-secret-aggregation")
+            .is_none());
+        assert!(
+            kube.get("secrets", "kube-system", "alibaba-addon-secret")
+                .is_some(),
+            "not ours: kept"
+        );
+        let sa = kube.get("serviceaccounts", "team-a", "default").unwrap();
+        assert!(sa["imagePullSecrets"].is_null(), "{sa}");
+    }
+
+    #[tokio::test]
+    async fn run_without_a_region_says_how_to_set_it() {
+        let kube = FakeKube::start().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        kube.write_kubeconfig(&dir.path().join("kubeconfig"))
+            .unwrap();
+        let kc = dir.path().join("kubeconfig").display().to_string();
+        let out = run(
+            &["run"],
+            &[
+                ("KUBECONFIG", kc.as_str()),
+                ("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true"),
+            ],
+        )
+        .await;
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("pass --region or set ALIBABA_CLOUD_REGION_ID"),
+            "{}",
+            stderr(&out)
+        );
     }
 }

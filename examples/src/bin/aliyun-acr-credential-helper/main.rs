@@ -1,11 +1,14 @@
 //! `aliyun-acr-credential-helper`: the reference binary of acr-auth.
 //!
+//! - `run`: the controller: pull Secrets and ServiceAccount entries in the watched namespaces.
+//! - `cleanup`: remove every Secret and ServiceAccount entry it wrote (uninstall).
 //! - `token`: print a temporary registry credential for an ACR instance.
 //! - `check-config`: what an `acr-configuration` ConfigMap would serve, or its errors.
-//! - `demo`: the whole flow against the built-in fake cloud, no account needed.
+//! - `demo`: the whole flow against the built-in fake cloud and cluster, no account needed.
 
 mod check_config;
 mod demo;
+mod run;
 mod token;
 
 use std::process::ExitCode;
@@ -22,6 +25,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the controller (kubeconfig or in-cluster): keep pull Secrets and ServiceAccount
+    /// entries in every watched namespace, renewed before they expire.
+    Run(run::RunArgs),
+    /// Remove every Secret and ServiceAccount entry the controller wrote, cluster-wide.
+    Cleanup(run::CleanupArgs),
     /// Print a temporary registry credential for an ACR instance.
     ///
     /// Credentials come from the Alibaba Cloud default chain: ALIBABA_CLOUD_ACCESS_KEY_ID and
@@ -31,8 +39,17 @@ enum Command {
     Token(token::TokenArgs),
     /// Check an acr-configuration ConfigMap: print what it would serve, or every error (exit 1).
     CheckConfig(check_config::CheckConfigArgs),
-    /// Run the main flow against the built-in fake Alibaba Cloud and show the result.
+    /// Run the controller against the built-in fake Alibaba Cloud and fake cluster, show what
+    /// it writes, wait for one renewal, and exit.
     Demo,
+}
+
+/// `info` for the controller, `warn` for the one-shot commands.
+fn default_log_level() -> &'static str {
+    match std::env::args().nth(1).as_deref() {
+        Some("run") | Some("cleanup") => "info",
+        _ => "warn",
+    }
 }
 
 fn main() -> ExitCode {
@@ -40,7 +57,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log_level())),
         )
         .init();
     let cli = Cli::parse();
@@ -57,6 +74,8 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Run(args) => run::run(args).await,
+            Command::Cleanup(args) => run::cleanup(args).await,
             Command::Token(args) => token::run(args).await,
             Command::CheckConfig(args) => check_config::run(args),
             Command::Demo => demo::run().await,

@@ -1,0 +1,73 @@
+//! Removing everything we ever wrote (uninstall): our Secrets and our ServiceAccount entries,
+//! cluster-wide. Nothing else is touched.
+
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::Client;
+
+use crate::plan::{detach_patch, managed_entries, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+
+/// What `cleanup` removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CleanupReport {
+    /// Secrets deleted.
+    pub secrets_deleted: usize,
+    /// ServiceAccounts whose recorded entries were removed.
+    pub service_accounts_patched: usize,
+}
+
+/// Deletes every Secret with our managed-by label and removes every ServiceAccount entry we
+/// recorded as ours (with `dry_run`, only counts them).
+pub async fn cleanup(client: &Client, dry_run: bool) -> Result<CleanupReport, kube::Error> {
+    let mut report = CleanupReport::default();
+    let secrets: Api<Secret> = Api::all(client.clone());
+    let selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
+    for s in secrets
+        .list(&ListParams::default().labels(&selector))
+        .await?
+    {
+        let (Some(ns), Some(name)) = (s.metadata.namespace.as_deref(), s.metadata.name.as_deref())
+        else {
+            continue;
+        };
+        if !dry_run {
+            match Api::<Secret>::namespaced(client.clone(), ns)
+                .delete(name, &DeleteParams::default())
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.is_not_found() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        tracing::info!(namespace = ns, name, dry_run, "deleted our Secret");
+        report.secrets_deleted += 1;
+    }
+    let sas: Api<ServiceAccount> = Api::all(client.clone());
+    for sa in sas.list(&ListParams::default()).await? {
+        let Ok(value) = serde_json::to_value(&sa) else {
+            continue;
+        };
+        let recorded = managed_entries(&value);
+        let names: Vec<&str> = recorded.iter().map(String::as_str).collect();
+        let Some(patch) = detach_patch(&value, &names) else {
+            continue;
+        };
+        let (Some(ns), Some(name)) = (
+            sa.metadata.namespace.as_deref(),
+            sa.metadata.name.as_deref(),
+        ) else {
+            continue;
+        };
+        if !dry_run {
+            let p: json_patch::Patch =
+                serde_json::from_value(patch).expect("the planner builds valid JSON patches");
+            Api::<ServiceAccount>::namespaced(client.clone(), ns)
+                .patch(name, &PatchParams::default(), &Patch::Json::<()>(p))
+                .await?;
+        }
+        tracing::info!(namespace = ns, name, dry_run, entries = ?recorded, "removed our entries");
+        report.service_accounts_patched += 1;
+    }
+    Ok(report)
+}

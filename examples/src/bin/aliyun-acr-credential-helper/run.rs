@@ -1,0 +1,108 @@
+//! `run` and `cleanup`: the controller in a cluster (kubeconfig or in-cluster).
+
+use std::time::Duration;
+
+use acr_auth_core::credentials::{ProviderEnv, TokenMode};
+use acr_auth_core::http::RetryPolicy;
+use acr_auth_core::source::SourceSettings;
+use acr_auth_kube::controller::{Controller, ControllerSettings};
+use acr_auth_kube::identity::{resolve_base_identity, resolve_region};
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Which base identity to use: auto, managedRole or workerRole.
+    #[arg(long, env = "ACR_AUTH_TOKEN_MODE", default_value = "auto")]
+    token_mode: TokenMode,
+    /// The cluster's region (default: ECS metadata region-id).
+    #[arg(long, env = "ALIBABA_CLOUD_REGION_ID")]
+    region: Option<String>,
+    /// Namespace of the configuration ConfigMap.
+    #[arg(long, default_value = "kube-system")]
+    config_namespace: String,
+    /// Name of the configuration ConfigMap.
+    #[arg(long, default_value = "acr-configuration")]
+    config_name: String,
+    /// Log every write it would make, and make none.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// Count what would be removed, remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// Resolves after SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+async fn client() -> Result<kube::Client, String> {
+    kube::Client::try_default().await.map_err(|e| {
+        format!("cannot reach the cluster (KUBECONFIG, ~/.kube/config or in-cluster): {e}")
+    })
+}
+
+pub async fn run(args: RunArgs) -> Result<(), String> {
+    let client = client().await?;
+    let env = ProviderEnv::process();
+    let region = resolve_region(args.region, &env)
+        .await
+        .map_err(|e| e.to_string())?;
+    let identity = resolve_base_identity(&client, args.token_mode, &env)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(source = ?identity.source, reason = %identity.reason, %region, "base identity");
+    let settings = ControllerSettings {
+        config_namespace: args.config_namespace,
+        config_name: args.config_name,
+        sources: SourceSettings {
+            cluster_region: region,
+            base_identity: identity.provider,
+            base_identity_name: format!("{:?}", identity.source),
+            env,
+            acr_endpoint: None,
+            retry: RetryPolicy::default(),
+        },
+        dry_run: args.dry_run,
+        resync: Duration::from_secs(300),
+    };
+    Controller::new(client, settings)
+        .run(shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+pub async fn cleanup(args: CleanupArgs) -> Result<(), String> {
+    let client = client().await?;
+    let report = acr_auth_kube::cleanup::cleanup(&client, args.dry_run)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "{}{} Secrets deleted, our entries removed from {} ServiceAccounts",
+        if args.dry_run { "dry run: " } else { "" },
+        report.secrets_deleted,
+        report.service_accounts_patched
+    );
+    Ok(())
+}
