@@ -249,3 +249,215 @@ async fn the_controller_serves_converges_and_keeps_the_last_good_configuration()
         .unwrap()
         .unwrap();
 }
+
+struct Running {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<Result<(), acr_auth_kube::controller::ControllerError>>,
+}
+
+impl Running {
+    async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(5), self.handle)
+            .await
+            .expect("graceful shutdown")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn start(kube: &FakeKube, cloud: &FakeCloud) -> Running {
+    let client = kube::Client::try_from(kube::Config::new(kube.url().parse().unwrap())).unwrap();
+    let settings = ControllerSettings::new(SourceSettings {
+        cluster_region: "cn-hangzhou".into(),
+        base_identity: Arc::new(Credentials::new("LTAItestkey", "test-secret")),
+        base_identity_name: "test key".into(),
+        env: ProviderEnv::from_vars([("ACR_AUTH_STS_ENDPOINT", cloud.url())]),
+        acr_endpoint: Some(Endpoint::Url(cloud.url())),
+        retry: RetryPolicy::none(),
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(Controller::new(client, settings).run(async {
+        let _ = stopped.await;
+    }));
+    Running {
+        stop: Some(stop),
+        handle,
+    }
+}
+
+fn password(kube: &FakeKube, ns: &str, host: &str) -> Option<String> {
+    let s = kube.get("secrets", ns, OURS)?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(s["data"][".dockerconfigjson"].as_str()?)
+        .ok()?;
+    let cfg = DockerConfig::parse(std::str::from_utf8(&raw).ok()?).ok()?;
+    Some(cfg.auths.get(host)?.password.expose().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acr_outage_keeps_the_last_good_secret_warns_and_recovers() {
+    let mut config = FakeCloudConfig::sample();
+    config.token_lifetime_secs = 4;
+    let cloud = FakeCloud::start(config).await.unwrap();
+    let kube = FakeKube::start().await.unwrap();
+    put_config(
+        &kube,
+        json!({"expiring-threshold": "2s", "acr-registry-info": "- instanceId: \"\"\n"}),
+    )
+    .await;
+    let running = start(&kube, &cloud);
+    let host = "registry.cn-hangzhou.aliyuncs.com";
+    eventually("the first Secret", || {
+        password(&kube, "default", host).is_some()
+    })
+    .await;
+    let first = password(&kube, "default", host).unwrap();
+
+    // ACR goes down past the threshold and past the token's expiry.
+    cloud.fail_next(10_000, acr_auth_testkit::Fault::ServiceUnavailable);
+    eventually("a TokenRenewalFailed Warning Event", || {
+        kube.list("events.k8s.io/events", Some("kube-system"))
+            .iter()
+            .any(|e| e["reason"] == "TokenRenewalFailed" && e["type"] == "Warning")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        password(&kube, "default", host).as_deref(),
+        Some(first.as_str()),
+        "the last good Secret is left untouched"
+    );
+    assert_eq!(
+        kube.count("update", Some("secrets")),
+        0,
+        "nothing written during the outage"
+    );
+
+    // ACR comes back: renewed in place.
+    cloud.clear_faults();
+    eventually("the renewed Secret", || {
+        password(&kube, "default", host).is_some_and(|p| p != first)
+    })
+    .await;
+    assert!(kube.count("update", Some("secrets")) >= 1);
+    assert_eq!(
+        kube.count("create", Some("secrets")),
+        1,
+        "updated in place, never recreated"
+    );
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicts_and_a_concurrent_writer_never_lose_anyones_entries() {
+    let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
+    let kube = FakeKube::start().await.unwrap();
+    assert_eq!(
+        post(
+            &kube,
+            "/api/v1/namespaces",
+            json!({"metadata": {"name": "dev"}})
+        )
+        .await,
+        201
+    );
+    put_config(
+        &kube,
+        json!({"watch-namespace": "default,dev", "acr-registry-info": "- instanceId: \"\"\n"}),
+    )
+    .await;
+    kube.fail_next("patch", Some("serviceaccounts"), 3, 409);
+    kube.fail_next("create", Some("secrets"), 1, 500);
+
+    // Another writer keeps adding its own entries to dev/default while the controller works.
+    let url = kube.url();
+    let writer = tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        let mut added = Vec::new();
+        for i in 0..20 {
+            let sa: Value = http
+                .get(format!(
+                    "{url}/api/v1/namespaces/dev/serviceaccounts/default"
+                ))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let mut list = sa["imagePullSecrets"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            list.push(json!({"name": format!("writer-{i}")}));
+            let mut next = sa.clone();
+            next["imagePullSecrets"] = Value::Array(list);
+            // Optimistic concurrency, like any well-behaved writer: retry on 409.
+            let status = http
+                .put(format!(
+                    "{url}/api/v1/namespaces/dev/serviceaccounts/default"
+                ))
+                .json(&next)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            if status.is_success() {
+                added.push(format!("writer-{i}"));
+            }
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+        added
+    });
+    let running = start(&kube, &cloud);
+    let added = writer.await.unwrap();
+    assert!(!added.is_empty());
+    eventually("our entry next to every entry the writer added", || {
+        let entries = sa_entries(&kube, "dev", "default");
+        entries.contains(&OURS.to_owned()) && added.iter().all(|a| entries.contains(a))
+    })
+    .await;
+    assert!(
+        kube.count("patch", Some("serviceaccounts")) >= 4,
+        "the injected conflicts were retried"
+    );
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_watches_and_410_gone_recover() {
+    let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
+    let kube = FakeKube::start().await.unwrap();
+    put_config(&kube, json!({"watch-namespace": "all", "exclude-namespace": "kube-*", "acr-registry-info": "- instanceId: \"\"\n"})).await;
+    let running = start(&kube, &cloud);
+    eventually("default served", || {
+        secret_hosts(&kube, "default").is_some()
+    })
+    .await;
+
+    // History is compacted and every watch is cut: resuming gets 410, the watcher re-lists.
+    kube.compact();
+    kube.drop_watches();
+    assert_eq!(
+        post(
+            &kube,
+            "/api/v1/namespaces",
+            json!({"metadata": {"name": "after-gone"}})
+        )
+        .await,
+        201
+    );
+    eventually("the namespace created after the 410 is served", || {
+        secret_hosts(&kube, "after-gone").is_some()
+            && sa_entries(&kube, "after-gone", "default").contains(&OURS.to_owned())
+    })
+    .await;
+    assert!(
+        kube.count("list", Some("namespaces")) >= 2,
+        "re-listed after the watch was lost"
+    );
+    running.stop().await;
+}

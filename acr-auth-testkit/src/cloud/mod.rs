@@ -349,6 +349,11 @@ impl FakeCloud {
         inner.faults.extend(std::iter::repeat_n((None, fault), n));
     }
 
+    /// Drops every pending fault (the outage is over).
+    pub fn clear_faults(&self) {
+        self.shared.lock().faults.clear();
+    }
+
     /// The next `n` calls of `action` fail with `fault` (`METADATA_FAULT_TARGET` makes the next
     /// `n` metadata reads answer HTTP 500, whatever the fault).
     pub fn fail_next_action(&self, action: &str, n: usize, fault: Fault) {
