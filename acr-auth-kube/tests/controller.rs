@@ -461,3 +461,97 @@ async fn dropped_watches_and_410_gone_recover() {
     );
     running.stop().await;
 }
+
+/// The real pull path end to end: the controller writes the Secret, `kubectl` reads it back, and
+/// `skopeo` pulls from a Distribution registry whose token realm is the fake cloud.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_pulls_with_the_secret_the_controller_wrote() {
+    use acr_auth_testkit::distribution::{
+        build_oci_image, require_tool, skopeo, DistributionRegistry,
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
+    let registry = DistributionRegistry::start(dir.path(), &cloud).await;
+    let kube = FakeKube::start().await.unwrap();
+    // The test registry stands in for the instance's custom domain.
+    put_config(&kube, json!({"acr-registry-info": format!("- instanceId: cri-testinstance01\n  customDomains: \"{}\"\n", registry.addr())})).await;
+    let running = start(&kube, &cloud);
+    eventually("the Secret", || {
+        secret_hosts(&kube, "default").is_some_and(|h| h.contains(&registry.addr().to_owned()))
+    })
+    .await;
+
+    // Read it back as a user would.
+    let kubeconfig = dir.path().join("kubeconfig");
+    kube.write_kubeconfig(&kubeconfig).unwrap();
+    let out = tokio::process::Command::new(require_tool("kubectl"))
+        .args([
+            "get",
+            "secret",
+            OURS,
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={.data.\\.dockerconfigjson}",
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("HOME", dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let auth = base64::engine::general_purpose::STANDARD
+        .decode(out.stdout.trim_ascii())
+        .unwrap();
+    let authfile = dir.path().join("auth.json");
+    std::fs::write(&authfile, &auth).unwrap();
+    let authfile = authfile.display().to_string();
+
+    let (layout, digest) = build_oci_image(dir.path()).await;
+    let image = format!("docker://{}/team/hello:v1", registry.addr());
+    let source = format!("oci:{}:v1", layout.display());
+    let push = skopeo(
+        dir.path(),
+        &[
+            "--insecure-policy",
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-authfile",
+            &authfile,
+            &source,
+            &image,
+        ],
+        &[],
+    )
+    .await;
+    assert!(
+        push.status.success(),
+        "push: {}",
+        String::from_utf8_lossy(&push.stderr)
+    );
+    let inspect = skopeo(
+        dir.path(),
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--authfile",
+            &authfile,
+            &image,
+        ],
+        &[],
+    )
+    .await;
+    assert!(
+        inspect.status.success(),
+        "inspect: {}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    let info: Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(info["Digest"], digest.as_str());
+    running.stop().await;
+}
