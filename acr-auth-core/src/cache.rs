@@ -67,7 +67,7 @@ impl<T: Clone + Send> ExpiringCache<T> {
         self.entry.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The cached value if it is not yet due for renewal.
+    /// The cached value if it is not yet due for renewal at `now`.
     fn fresh(&self, now: SystemTime) -> Option<T> {
         self.lock()
             .as_ref()
@@ -82,13 +82,23 @@ impl<T: Clone + Send> ExpiringCache<T> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<(T, SystemTime), Error>>,
     {
-        if let Some(v) = self.fresh(self.clock.now()) {
+        self.get_or_load_early(Duration::ZERO, load).await
+    }
+
+    /// Like [`ExpiringCache::get_or_load`], treating the value as due when its renewal time is
+    /// within `early` from now: values renewed together stay together (one Secret update for
+    /// all the registry tokens of a controller, rather than one per token).
+    pub async fn get_or_load_early<F, Fut>(&self, early: Duration, load: F) -> Result<T, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(T, SystemTime), Error>>,
+    {
+        if let Some(v) = self.fresh(self.clock.now() + early) {
             return Ok(v);
         }
         let _renewing = self.renewal.lock().await;
         // Another caller may have renewed while we waited for the lock.
-        let now = self.clock.now();
-        if let Some(v) = self.fresh(now) {
+        if let Some(v) = self.fresh(self.clock.now() + early) {
             return Ok(v);
         }
         let loaded = match load().await {
@@ -229,6 +239,34 @@ mod tests {
         clock.advance(Duration::from_secs(1)); // exactly expires_at - threshold
         assert_eq!(load_ok(&cache, 2, at(&clock, 3600), &calls).await, 2, "due");
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn early_renewal_takes_values_due_within_the_window() {
+        let (clock, cache) = setup(900);
+        let calls = AtomicUsize::new(0);
+        load_ok(&cache, 1, at(&clock, 3600), &calls).await;
+        clock.advance(Duration::from_secs(2699)); // due in 1 s
+        let early = |v| {
+            cache.get_or_load_early(Duration::from_secs(2), move || async move {
+                Ok((v, SystemTime::UNIX_EPOCH + T0 + Duration::from_secs(9999)))
+            })
+        };
+        assert_eq!(
+            early(2).await.unwrap(),
+            2,
+            "due within the window: renewed now"
+        );
+        assert_eq!(
+            cache
+                .get_or_load_early(Duration::from_secs(2), || async {
+                    Ok((3, SystemTime::UNIX_EPOCH))
+                })
+                .await
+                .unwrap(),
+            2,
+            "fresh again"
+        );
     }
 
     #[tokio::test]

@@ -293,9 +293,15 @@ impl RegistrySource {
 
     /// The current credential, renewed when due (see [`ExpiringCache`]).
     pub async fn credential(&self) -> Result<RegistryCredential, Error> {
+        self.credential_early(Duration::ZERO).await
+    }
+
+    /// [`RegistrySource::credential`], renewing the token if it is due within `early`: call it
+    /// for every source when one is due, so they renew in the same pass.
+    pub async fn credential_early(&self, early: Duration) -> Result<RegistryCredential, Error> {
         let token = self
             .tokens
-            .get_or_load(|| async {
+            .get_or_load_early(early, || async {
                 let token = match &self.instance_id {
                     Some(id) => self.client.get_authorization_token(id).await?,
                     None => self.client.get_personal_token().await?,

@@ -25,6 +25,14 @@ use crate::plan::{
     MANAGED_BY_VALUE, SKIP_ANNOTATION,
 };
 
+/// Tokens due within this long of each other are renewed in the same pass. Tokens fetched in the
+/// same pass are due milliseconds apart (their caches have no jitter), so a second is plenty,
+/// and short next to any renewal interval.
+const RENEW_TOGETHER: Duration = Duration::from_secs(1);
+
+/// Writes in flight at once during a pass.
+const WRITE_CONCURRENCY: usize = 16;
+
 /// What the controller needs to run.
 #[derive(Debug, Clone)]
 pub struct ControllerSettings {
@@ -393,7 +401,8 @@ impl Controller {
         let mut out = Vec::new();
         let mut failures = Vec::new();
         for s in sources.sources() {
-            match s.credential().await {
+            // Renew every token due soon together with the one that is due now.
+            match s.credential_early(RENEW_TOGETHER).await {
                 Ok(c) => out.push(c),
                 Err(e) => failures.push(format!("{}: {e}", s.description())),
             }
@@ -441,19 +450,34 @@ impl Controller {
             planned: writes.len(),
             ..PassReport::default()
         };
-        for w in &writes {
-            if self.settings.dry_run {
+        if self.settings.dry_run {
+            for w in &writes {
                 tracing::info!(write = %apply::describe(w), "dry run: would write");
-                report.applied += 1;
-                continue;
             }
-            match apply::apply(&self.client, w).await {
+            report.applied = writes.len();
+            return report;
+        }
+        // Writes are independent (each carries its own preconditions), so a bounded number go
+        // out at once: a cold start over thousands of namespaces is not one long queue.
+        let outcomes: Vec<(String, Result<(), ApplyError>)> = futures_util::stream::iter(writes)
+            .map(|w| {
+                let client = self.client.clone();
+                async move {
+                    let outcome = apply::apply(&client, &w).await;
+                    (apply::describe(&w), outcome)
+                }
+            })
+            .buffer_unordered(WRITE_CONCURRENCY)
+            .collect()
+            .await;
+        for (what, outcome) in outcomes {
+            match outcome {
                 Ok(()) => {
-                    tracing::info!(write = %apply::describe(w), "applied");
+                    tracing::debug!(write = %what, "applied");
                     report.applied += 1;
                 }
                 Err(ApplyError::Conflict(m)) => {
-                    tracing::debug!(write = %apply::describe(w), conflict = %m, "conflict; will re-plan");
+                    tracing::debug!(write = %what, conflict = %m, "conflict; will re-plan");
                     report.conflicts += 1;
                 }
                 Err(ApplyError::NotOurs { namespace, name }) => {
@@ -469,7 +493,7 @@ impl Controller {
                     report.failed += 1;
                 }
                 Err(e) => {
-                    tracing::warn!(write = %apply::describe(w), error = %e, reason = e.reason(), "write failed; will retry");
+                    tracing::warn!(write = %what, error = %e, reason = e.reason(), "write failed; will retry");
                     report.failed += 1;
                 }
             }

@@ -274,6 +274,21 @@ async fn dispatch(
             return json_response(200, &doc);
         }
     }
+    if method == Method::GET && uri.path() == "/_fake/requests" {
+        // For out-of-process users (the scale bench): request counts by verb and resource.
+        let mut counts = std::collections::BTreeMap::<String, usize>::new();
+        for r in shared
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            *counts
+                .entry(format!("{} {}", r.verb, r.resource))
+                .or_default() += 1;
+        }
+        return json_response(200, &json!(counts));
+    }
     let req = KubeRequest {
         method,
         uri,
