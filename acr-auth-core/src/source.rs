@@ -148,10 +148,16 @@ impl RegistrySources {
                 "{}|{region}|{identity_key}",
                 instance.as_deref().unwrap_or("personal")
             );
+            // No per-token jitter: a controller's tokens renew together (see
+            // `RegistrySource::credential_early`); renewals across a fleet are spread by the
+            // controllers' own start times.
             let tokens = token_caches
                 .entry(token_key)
                 .or_insert_with(|| {
-                    Arc::new(ExpiringCache::new(config.expiring_threshold, clock.clone()))
+                    Arc::new(
+                        ExpiringCache::new(config.expiring_threshold, clock.clone())
+                            .with_max_jitter(Duration::ZERO),
+                    )
                 })
                 .clone();
             let endpoints = instance.as_ref().map(|id| {

@@ -82,7 +82,23 @@ pub struct PassReport {
     pub failed: usize,
 }
 
-fn reflect<K>(api: Api<K>, config: WatchConfig, trigger: Arc<Notify>) -> Store<K>
+/// Aborts the watch tasks when the controller returns, so nothing outlives a shutdown.
+struct WatchTasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for WatchTasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+fn reflect<K>(
+    api: Api<K>,
+    config: WatchConfig,
+    trigger: Arc<Notify>,
+    tasks: &mut WatchTasks,
+) -> Store<K>
 where
     K: kube::Resource
         + Clone
@@ -96,7 +112,7 @@ where
     let (reader, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher::watcher(api, config).default_backoff())
         .touched_objects();
-    tokio::spawn(async move {
+    tasks.0.push(tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(item) = stream.next().await {
             if let Err(e) = item {
@@ -104,7 +120,7 @@ where
             }
             trigger.notify_one();
         }
-    });
+    }));
     reader
 }
 
@@ -244,26 +260,32 @@ impl Controller {
     ) -> Result<(), ControllerError> {
         let trigger = Arc::new(Notify::new());
         let client = self.client.clone();
+        // Dropped (aborting the watches) when this function returns.
+        let mut tasks = WatchTasks(Vec::new());
         let managed = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
         let namespaces = reflect(
             Api::<Namespace>::all(client.clone()),
             WatchConfig::default(),
             trigger.clone(),
+            &mut tasks,
         );
         let service_accounts = reflect(
             Api::<ServiceAccount>::all(client.clone()),
             WatchConfig::default(),
             trigger.clone(),
+            &mut tasks,
         );
         let secrets = reflect(
             Api::<Secret>::all(client.clone()),
             WatchConfig::default().labels(&managed),
             trigger.clone(),
+            &mut tasks,
         );
         let configmaps = reflect(
             Api::<ConfigMap>::namespaced(client.clone(), &self.settings.config_namespace),
             WatchConfig::default().fields(&format!("metadata.name={}", self.settings.config_name)),
             trigger.clone(),
+            &mut tasks,
         );
         for (name, ready) in [
             ("namespaces", namespaces.wait_until_ready().await.is_ok()),
