@@ -16,8 +16,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     kube.write_kubeconfig(std::path::Path::new(&path))
         .map_err(|e| format!("cannot write the kubeconfig {path}: {e}"))?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "ACR_FAKE_KUBE_URL={}", kube.url())?;
-    writeln!(out, "KUBECONFIG={path}")?;
+    // One write, so a reader that stops after the first line cannot make the second one fail.
+    write!(out, "ACR_FAKE_KUBE_URL={}\nKUBECONFIG={path}\n", kube.url())?;
     out.flush()?;
     drop(out);
     acr_auth_testkit::wait_for_stdin_close_or_ctrl_c().await;
