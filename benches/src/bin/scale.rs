@@ -198,6 +198,7 @@ async fn main() -> Result<(), String> {
     let base = counts(&http, &kube_counts).await;
     let base_cloud = counts(&http, &cloud_counts).await;
     let served = n + 1; // plus `default`
+    let patches = 2 * n + 1; // `default` has one ServiceAccount, every ns-* two
     let controller = Command::new(binary("aliyun-acr-credential-helper")?)
         .arg("run")
         .env("KUBECONFIG", &kubeconfig)
@@ -213,9 +214,8 @@ async fn main() -> Result<(), String> {
     let t0 = Instant::now();
     loop {
         let c = counts(&http, &kube_counts).await;
-        // `default` has one ServiceAccount, every ns-* two.
         if delta(&c, &base, "create secrets") >= served
-            && delta(&c, &base, "patch serviceaccounts") >= 2 * n + 1
+            && delta(&c, &base, "patch serviceaccounts") >= patches
         {
             break;
         }
