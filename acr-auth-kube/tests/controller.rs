@@ -115,19 +115,7 @@ async fn the_controller_serves_converges_and_keeps_the_last_good_configuration()
     )
     .await;
 
-    let client = kube::Client::try_from(kube::Config::new(kube.url().parse().unwrap())).unwrap();
-    let settings = ControllerSettings::new(SourceSettings {
-        cluster_region: "cn-hangzhou".into(),
-        base_identity: Arc::new(Credentials::new("LTAItestkey", "test-secret")),
-        base_identity_name: "test key".into(),
-        env: ProviderEnv::from_vars([("ACR_AUTH_STS_ENDPOINT", cloud.url())]),
-        acr_endpoint: Some(Endpoint::Url(cloud.url())),
-        retry: RetryPolicy::none(),
-    });
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let controller = tokio::spawn(Controller::new(client, settings).run(async {
-        let _ = stopped.await;
-    }));
+    let running = start(&kube, &cloud);
 
     // Every served namespace gets the Secret with every host; matching SAs get the entry.
     eventually("Secrets in default, dev and prod", || {
@@ -242,12 +230,7 @@ async fn the_controller_serves_converges_and_keeps_the_last_good_configuration()
         .count();
     assert_eq!(idle_before, idle_after, "no writes while nothing changes");
 
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(5), controller)
-        .await
-        .expect("graceful shutdown")
-        .unwrap()
-        .unwrap();
+    running.stop().await;
 }
 
 struct Running {
