@@ -5,28 +5,13 @@ Rust benches use (benches/lib.rs), so the figures compare.
 Run with the test venv after `pip install ./acr-auth-py`:
     .venv/bin/python benches/python_sign_bench.py
 """
-import timeit
 
 from alibabacloud_openapi_util.client import Client as OpenApiUtil
 
 import acr_auth
 
-PARAMS = {
-    "AccessKeyId": "LTAI5tExampleAccessKeyId",
-    "Action": "GetAuthorizationToken",
-    "Format": "JSON",
-    "InstanceId": "cri-abcdefghijklmnop",
-    "SignatureMethod": "HMAC-SHA1",
-    "SignatureNonce": "0123456789abcdef0123456789abcdef",
-    "SignatureVersion": "1.0",
-    "Timestamp": "2024-05-01T08:00:00Z",
-    "Version": "2018-12-01",
-}
-SECRET = "ExampleAccessKeySecret0123456789"
-
-
-def per_call_us(fn, number=50000, repeat=5):
-    return min(timeit.repeat(fn, number=number, repeat=repeat)) / number * 1e6
+# The same request as the Rust benches and the SDK bench script.
+from sdk_rpc_signer_bench import PARAMS, SECRET, per_call_us  # noqa: E402
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ use acr_auth_core::acr::{AcrClient, Endpoint};
 use acr_auth_core::credentials::Credentials;
 use acr_auth_core::docker_config::DockerConfig;
 use acr_auth_core::time::{Clock, ManualClock, SystemClock};
-use acr_auth_testkit::distribution::{build_oci_image, skopeo, DistributionRegistry};
+use acr_auth_testkit::distribution::{inspect_image, push_test_image, DistributionRegistry};
 use acr_auth_testkit::{FakeCloud, FakeCloudConfig};
 
 fn write_authfile(dir: &Path, name: &str, config: &DockerConfig) -> String {
@@ -45,46 +45,11 @@ async fn skopeo_pulls_with_the_rendered_dockerconfigjson_until_the_token_expires
     let good = DockerConfig::from_token([addr.clone()], &token);
     let authfile = write_authfile(dir.path(), "auth.json", &good);
 
-    let (layout, digest) = build_oci_image(dir.path()).await;
-    let image = format!("docker://{addr}/team/hello:v1");
-    let source = format!("oci:{}:v1", layout.display());
-    let push = skopeo(
-        dir.path(),
-        &[
-            "--insecure-policy",
-            "copy",
-            "--dest-tls-verify=false",
-            "--dest-authfile",
-            &authfile,
-            &source,
-            &image,
-        ],
-        &[],
-    )
-    .await;
-    assert!(
-        push.status.success(),
-        "push: {}",
-        String::from_utf8_lossy(&push.stderr)
-    );
-
+    let (image, digest) = push_test_image(dir.path(), &addr, &authfile, &[]).await;
     let inspect = |authfile: String| {
         let image = image.clone();
         let dir = dir.path().to_path_buf();
-        async move {
-            skopeo(
-                &dir,
-                &[
-                    "inspect",
-                    "--tls-verify=false",
-                    "--authfile",
-                    &authfile,
-                    &image,
-                ],
-                &[],
-            )
-            .await
-        }
+        async move { inspect_image(&dir, &image, &authfile, &[]).await }
     };
     let ok = inspect(authfile.clone()).await;
     assert!(

@@ -156,20 +156,7 @@ async fn the_controller_serves_converges_and_keeps_the_last_good_configuration()
     assert_eq!(cloud.calls("GET /tokens"), 1);
 
     // A new namespace is served as soon as the watch sees it.
-    assert_eq!(
-        post(
-            &kube,
-            "/api/v1/namespaces",
-            json!({"metadata": {"name": "team-new"}})
-        )
-        .await,
-        201
-    );
-    eventually("the new namespace's Secret and default SA entry", || {
-        secret_hosts(&kube, "team-new").is_some()
-            && sa_entries(&kube, "team-new", "default").contains(&OURS.to_owned())
-    })
-    .await;
+    create_namespace_and_wait_until_served(&kube, "team-new").await;
 
     // Narrowing the configuration removes what left scope, and only that.
     put_config(
@@ -269,6 +256,24 @@ fn start(kube: &FakeKube, cloud: &FakeCloud) -> Running {
         stop: Some(stop),
         handle,
     }
+}
+
+/// Creates namespace `name` and waits until its Secret and default ServiceAccount entry exist.
+async fn create_namespace_and_wait_until_served(kube: &FakeKube, name: &str) {
+    assert_eq!(
+        post(
+            kube,
+            "/api/v1/namespaces",
+            json!({"metadata": {"name": name}})
+        )
+        .await,
+        201
+    );
+    eventually(&format!("namespace {name} served"), || {
+        secret_hosts(kube, name).is_some()
+            && sa_entries(kube, name, "default").contains(&OURS.to_owned())
+    })
+    .await;
 }
 
 fn password(kube: &FakeKube, ns: &str, host: &str) -> Option<String> {
@@ -424,20 +429,7 @@ async fn dropped_watches_and_410_gone_recover() {
     // History is compacted and every watch is cut: resuming gets 410, the watcher re-lists.
     kube.compact();
     kube.drop_watches();
-    assert_eq!(
-        post(
-            &kube,
-            "/api/v1/namespaces",
-            json!({"metadata": {"name": "after-gone"}})
-        )
-        .await,
-        201
-    );
-    eventually("the namespace created after the 410 is served", || {
-        secret_hosts(&kube, "after-gone").is_some()
-            && sa_entries(&kube, "after-gone", "default").contains(&OURS.to_owned())
-    })
-    .await;
+    create_namespace_and_wait_until_served(&kube, "after-gone").await;
     assert!(
         kube.count("list", Some("namespaces")) >= 2,
         "re-listed after the watch was lost"
@@ -450,7 +442,7 @@ async fn dropped_watches_and_410_gone_recover() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skopeo_pulls_with_the_secret_the_controller_wrote() {
     use acr_auth_testkit::distribution::{
-        build_oci_image, require_tool, skopeo, DistributionRegistry,
+        inspect_image, push_test_image, require_tool, DistributionRegistry,
     };
 
     let dir = tempfile::tempdir().unwrap();
@@ -495,40 +487,8 @@ async fn skopeo_pulls_with_the_secret_the_controller_wrote() {
     std::fs::write(&authfile, &auth).unwrap();
     let authfile = authfile.display().to_string();
 
-    let (layout, digest) = build_oci_image(dir.path()).await;
-    let image = format!("docker://{}/team/hello:v1", registry.addr());
-    let source = format!("oci:{}:v1", layout.display());
-    let push = skopeo(
-        dir.path(),
-        &[
-            "--insecure-policy",
-            "copy",
-            "--dest-tls-verify=false",
-            "--dest-authfile",
-            &authfile,
-            &source,
-            &image,
-        ],
-        &[],
-    )
-    .await;
-    assert!(
-        push.status.success(),
-        "push: {}",
-        String::from_utf8_lossy(&push.stderr)
-    );
-    let inspect = skopeo(
-        dir.path(),
-        &[
-            "inspect",
-            "--tls-verify=false",
-            "--authfile",
-            &authfile,
-            &image,
-        ],
-        &[],
-    )
-    .await;
+    let (image, digest) = push_test_image(dir.path(), registry.addr(), &authfile, &[]).await;
+    let inspect = inspect_image(dir.path(), &image, &authfile, &[]).await;
     assert!(
         inspect.status.success(),
         "inspect: {}",

@@ -169,3 +169,58 @@ pub async fn skopeo(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     }
     cmd.output().await.expect("run skopeo")
 }
+
+/// Builds the test image ([`build_oci_image`]) and pushes it to `registry_addr` as
+/// `team/hello:v1` with `authfile`; panics with skopeo's error when the push is refused.
+/// Returns the image reference (`docker://...`) and the manifest digest.
+pub async fn push_test_image(
+    dir: &Path,
+    registry_addr: &str,
+    authfile: &str,
+    env: &[(&str, &str)],
+) -> (String, String) {
+    let (layout, digest) = build_oci_image(dir).await;
+    let image = format!("docker://{registry_addr}/team/hello:v1");
+    let source = format!("oci:{}:v1", layout.display());
+    let push = skopeo(
+        dir,
+        &[
+            "--insecure-policy",
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-authfile",
+            authfile,
+            &source,
+            &image,
+        ],
+        env,
+    )
+    .await;
+    assert!(
+        push.status.success(),
+        "push: {}",
+        String::from_utf8_lossy(&push.stderr)
+    );
+    (image, digest)
+}
+
+/// `skopeo inspect` of `image` over plain HTTP with `authfile`.
+pub async fn inspect_image(
+    dir: &Path,
+    image: &str,
+    authfile: &str,
+    env: &[(&str, &str)],
+) -> Output {
+    skopeo(
+        dir,
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--authfile",
+            authfile,
+            image,
+        ],
+        env,
+    )
+    .await
+}

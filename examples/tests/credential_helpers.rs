@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 
 use acr_auth_core::config::parse_go_duration;
-use acr_auth_testkit::distribution::{build_oci_image, skopeo, DistributionRegistry};
+use acr_auth_testkit::distribution::{inspect_image, push_test_image, DistributionRegistry};
 use acr_auth_testkit::{FakeCloud, FakeCloudConfig};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt as _;
@@ -220,40 +220,8 @@ async fn skopeo_pushes_and_pulls_through_cred_helpers() {
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
 
-    let (layout, digest) = build_oci_image(dir.path()).await;
-    let image = format!("docker://{}/team/hello:v1", registry.addr());
-    let source = format!("oci:{}:v1", layout.display());
-    let push = skopeo(
-        dir.path(),
-        &[
-            "--insecure-policy",
-            "copy",
-            "--dest-tls-verify=false",
-            "--dest-authfile",
-            &authfile,
-            &source,
-            &image,
-        ],
-        &env_refs,
-    )
-    .await;
-    assert!(
-        push.status.success(),
-        "push: {}",
-        String::from_utf8_lossy(&push.stderr)
-    );
-    let inspect = skopeo(
-        dir.path(),
-        &[
-            "inspect",
-            "--tls-verify=false",
-            "--authfile",
-            &authfile,
-            &image,
-        ],
-        &env_refs,
-    )
-    .await;
+    let (image, digest) = push_test_image(dir.path(), registry.addr(), &authfile, &env_refs).await;
+    let inspect = inspect_image(dir.path(), &image, &authfile, &env_refs).await;
     assert!(
         inspect.status.success(),
         "inspect: {}",
