@@ -35,25 +35,36 @@ pub struct CleanupArgs {
     dry_run: bool,
 }
 
-/// Resolves after SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Installs the SIGINT and SIGTERM handlers now, and returns a future that
+/// resolves when either arrives.
+///
+/// The handlers are registered before the controller starts: a future that
+/// registered them lazily would leave a window in which SIGTERM (what the
+/// kubelet sends on pod deletion) kills the process without a graceful
+/// shutdown.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let int = signal(SignalKind::interrupt());
+        let term = signal(SignalKind::terminate());
+        async move {
+            let (mut int, mut term) = match (int, term) {
+                (Ok(int), Ok(term)) => (int, term),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGINT/SIGTERM");
+                    return std::future::pending().await;
+                }
+            };
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -64,6 +75,7 @@ async fn client() -> Result<kube::Client, String> {
 }
 
 pub async fn run(args: RunArgs) -> Result<(), String> {
+    let shutdown = shutdown_signal();
     let client = client().await?;
     let env = ProviderEnv::process();
     let region = resolve_region(args.region, &env)
@@ -88,7 +100,7 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
         resync: Duration::from_secs(300),
     };
     Controller::new(client, settings)
-        .run(shutdown_signal())
+        .run(shutdown)
         .await
         .map_err(|e| e.to_string())
 }
