@@ -53,10 +53,13 @@ fn classify(e: kube::Error) -> ApplyError {
 /// Performs one write.
 pub async fn apply(client: &Client, write: &Write) -> Result<(), ApplyError> {
     match write {
-        Write::CreateSecret { namespace, secret } => {
-            let obj: Secret = serde_json::from_value(secret.clone())
+        Write::CreateSecret {
+            namespace,
+            name,
+            content,
+        } => {
+            let obj: Secret = serde_json::from_value(content.object(namespace, name))
                 .map_err(|e| ApplyError::Invalid(e.to_string()))?;
-            let name = obj.metadata.name.clone().unwrap_or_default();
             let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
             match api.create(&PostParams::default(), &obj).await {
                 Ok(_) => Ok(()),
@@ -64,7 +67,7 @@ pub async fn apply(client: &Client, write: &Write) -> Result<(), ApplyError> {
                     // The watch only sees our Secrets: an existing one of that name is someone else's.
                     Err(ApplyError::NotOurs {
                         namespace: namespace.clone(),
-                        name,
+                        name: name.clone(),
                     })
                 }
                 Err(e) => Err(classify(e)),
@@ -74,9 +77,9 @@ pub async fn apply(client: &Client, write: &Write) -> Result<(), ApplyError> {
             namespace,
             name,
             resource_version,
-            secret,
+            content,
         } => {
-            let mut obj: Secret = serde_json::from_value(secret.clone())
+            let mut obj: Secret = serde_json::from_value(content.object(namespace, name))
                 .map_err(|e| ApplyError::Invalid(e.to_string()))?;
             obj.metadata.resource_version = Some(resource_version.clone());
             let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
@@ -91,7 +94,7 @@ pub async fn apply(client: &Client, write: &Write) -> Result<(), ApplyError> {
             patch,
             ..
         } => {
-            let p: json_patch::Patch = serde_json::from_value(patch.clone())
+            let p: json_patch::Patch = serde_json::from_str(patch)
                 .map_err(|e| ApplyError::Invalid(e.to_string()))?;
             let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
             api.patch(
@@ -129,10 +132,9 @@ pub async fn apply(client: &Client, write: &Write) -> Result<(), ApplyError> {
 /// A one-line description of a write, without secrets (for logs and `--dry-run`).
 pub fn describe(write: &Write) -> String {
     match write {
-        Write::CreateSecret { namespace, secret } => format!(
-            "create Secret {namespace}/{}",
-            secret["metadata"]["name"].as_str().unwrap_or_default()
-        ),
+        Write::CreateSecret {
+            namespace, name, ..
+        } => format!("create Secret {namespace}/{name}"),
         Write::UpdateSecret {
             namespace, name, ..
         } => format!("update Secret {namespace}/{name}"),

@@ -11,6 +11,7 @@ use acr_auth_core::config::HelperConfig;
 use acr_auth_core::source::{RegistryCredential, RegistrySources, SourceSettings};
 use futures_util::StreamExt as _;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
@@ -21,8 +22,8 @@ use tokio::sync::Notify;
 
 use crate::apply::{self, ApplyError};
 use crate::plan::{
-    plan, ClusterSnapshot, NamespaceInfo, SecretInfo, ServiceAccountInfo, MANAGED_BY_LABEL,
-    MANAGED_BY_VALUE, SKIP_ANNOTATION,
+    content_digest, plan, ClusterSnapshot, NamespaceInfo, SecretInfo, ServiceAccountInfo,
+    MANAGED_BY_LABEL, MANAGED_BY_VALUE, MANAGED_ENTRIES_ANNOTATION, SKIP_ANNOTATION,
 };
 
 /// Tokens due within this long of each other are renewed in the same pass. Tokens fetched in the
@@ -96,6 +97,7 @@ impl Drop for WatchTasks {
 fn reflect<K>(
     api: Api<K>,
     config: WatchConfig,
+    trim: fn(&mut K),
     trigger: Arc<Notify>,
     tasks: &mut WatchTasks,
 ) -> Store<K>
@@ -110,8 +112,10 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher::watcher(api, config).default_backoff())
-        .touched_objects();
+    let watch = watcher::watcher(api, config)
+        .default_backoff()
+        .modify(trim);
+    let stream = reflector::reflector(writer, watch).touched_objects();
     tasks.0.push(tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(item) = stream.next().await {
@@ -123,6 +127,59 @@ where
     }));
     reader
 }
+
+/// Where a trimmed Secret keeps the SHA-256 of its `.dockerconfigjson` in the reflector's store
+/// (the content itself is dropped). Only in memory, never sent to the API server.
+const DIGEST_KEY: &str = "acr-auth.internal/dockerconfigjson-sha256";
+
+/// Keeps only `keep` of an object's annotations, and drops what the planner never reads:
+/// managed fields, labels (unless `keep_labels`), owner references, finalizers.
+fn trim_meta(meta: &mut ObjectMeta, keep: &str, keep_labels: bool) {
+    meta.managed_fields = None;
+    meta.owner_references = None;
+    meta.finalizers = None;
+    meta.generate_name = None;
+    if !keep_labels {
+        meta.labels = None;
+    }
+    if let Some(a) = meta.annotations.as_mut() {
+        a.retain(|k, _| k == keep);
+        if a.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
+
+/// The reflector stores hold every Namespace, ServiceAccount and managed Secret of the cluster;
+/// trimming them to what the planner reads keeps a cluster of 10,000 namespaces small.
+fn trim_namespace(ns: &mut Namespace) {
+    trim_meta(&mut ns.metadata, SKIP_ANNOTATION, false);
+    ns.spec = None;
+    if let Some(status) = ns.status.as_mut() {
+        status.conditions = None;
+    }
+}
+
+fn trim_service_account(sa: &mut ServiceAccount) {
+    trim_meta(&mut sa.metadata, MANAGED_ENTRIES_ANNOTATION, false);
+    sa.secrets = None;
+    sa.automount_service_account_token = None;
+}
+
+fn trim_secret(secret: &mut Secret) {
+    trim_meta(&mut secret.metadata, "", true);
+    let digest = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(".dockerconfigjson"))
+        .map(|b| content_digest(&b.0));
+    secret.string_data = None;
+    secret.data = digest.map(|d| {
+        BTreeMap::from([(DIGEST_KEY.to_owned(), k8s_openapi::ByteString(d.to_vec()))])
+    });
+}
+
+fn trim_configmap(_: &mut ConfigMap) {}
 
 /// Reads the planner's view of the cluster from the reflector stores.
 fn snapshot(
@@ -146,10 +203,30 @@ fn snapshot(
         });
     }
     for sa in service_accounts.state() {
-        if let Ok(v) = serde_json::to_value(sa.as_ref()) {
-            snap.service_accounts
-                .push(ServiceAccountInfo::from_object(&v));
-        }
+        let meta = &sa.metadata;
+        snap.service_accounts.push(ServiceAccountInfo {
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+            resource_version: meta.resource_version.clone().unwrap_or_default(),
+            image_pull_secrets: sa
+                .image_pull_secrets
+                .iter()
+                .flatten()
+                .map(|r| r.name.clone())
+                .collect(),
+            managed_entries: meta
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(MANAGED_ENTRIES_ANNOTATION))
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        });
     }
     for s in secrets.state() {
         let meta = &s.metadata;
@@ -163,11 +240,11 @@ fn snapshot(
             name: meta.name.clone().unwrap_or_default(),
             resource_version: meta.resource_version.clone().unwrap_or_default(),
             managed,
-            docker_config_json: s
+            content_digest: s
                 .data
                 .as_ref()
-                .and_then(|d| d.get(".dockerconfigjson"))
-                .and_then(|b| String::from_utf8(b.0.clone()).ok()),
+                .and_then(|d| d.get(DIGEST_KEY))
+                .and_then(|b| <[u8; 32]>::try_from(b.0.as_slice()).ok()),
         });
     }
     // Secrets of our name that turned out not to be ours (409 on create).
@@ -266,24 +343,28 @@ impl Controller {
         let namespaces = reflect(
             Api::<Namespace>::all(client.clone()),
             WatchConfig::default(),
+            trim_namespace,
             trigger.clone(),
             &mut tasks,
         );
         let service_accounts = reflect(
             Api::<ServiceAccount>::all(client.clone()),
             WatchConfig::default(),
+            trim_service_account,
             trigger.clone(),
             &mut tasks,
         );
         let secrets = reflect(
             Api::<Secret>::all(client.clone()),
             WatchConfig::default().labels(&managed),
+            trim_secret,
             trigger.clone(),
             &mut tasks,
         );
         let configmaps = reflect(
             Api::<ConfigMap>::namespaced(client.clone(), &self.settings.config_namespace),
             WatchConfig::default().fields(&format!("metadata.name={}", self.settings.config_name)),
+            trim_configmap,
             trigger.clone(),
             &mut tasks,
         );
@@ -466,8 +547,11 @@ impl Controller {
         live: &mut Live,
         credentials: &[RegistryCredential],
     ) -> PassReport {
-        let snap = snapshot(namespaces, service_accounts, secrets, &live.not_ours);
-        let writes = plan(&live.config, &snap, credentials);
+        let writes = {
+            // The snapshot is a copy of the stores: drop it before the writes go out.
+            let snap = snapshot(namespaces, service_accounts, secrets, &live.not_ours);
+            plan(&live.config, &snap, credentials)
+        };
         let mut report = PassReport {
             planned: writes.len(),
             ..PassReport::default()
@@ -480,26 +564,25 @@ impl Controller {
             return report;
         }
         // Writes are independent (each carries its own preconditions), so a bounded number go
-        // out at once: a cold start over thousands of namespaces is not one long queue.
-        let outcomes: Vec<(String, Result<(), ApplyError>)> = futures_util::stream::iter(writes)
+        // out at once: a cold start over thousands of namespaces is not one long queue. Each
+        // outcome is handled as it arrives; nothing is collected.
+        let mut outcomes = futures_util::stream::iter(writes)
             .map(|w| {
                 let client = self.client.clone();
                 async move {
                     let outcome = apply::apply(&client, &w).await;
-                    (apply::describe(&w), outcome)
+                    (w, outcome)
                 }
             })
-            .buffer_unordered(WRITE_CONCURRENCY)
-            .collect()
-            .await;
-        for (what, outcome) in outcomes {
+            .buffer_unordered(WRITE_CONCURRENCY);
+        while let Some((write, outcome)) = outcomes.next().await {
             match outcome {
                 Ok(()) => {
-                    tracing::debug!(write = %what, "applied");
+                    tracing::debug!(write = %apply::describe(&write), "applied");
                     report.applied += 1;
                 }
                 Err(ApplyError::Conflict(m)) => {
-                    tracing::debug!(write = %what, conflict = %m, "conflict; will re-plan");
+                    tracing::debug!(write = %apply::describe(&write), conflict = %m, "conflict; will re-plan");
                     report.conflicts += 1;
                 }
                 Err(ApplyError::NotOurs { namespace, name }) => {
@@ -515,7 +598,7 @@ impl Controller {
                     report.failed += 1;
                 }
                 Err(e) => {
-                    tracing::warn!(write = %what, error = %e, reason = e.reason(), "write failed; will retry");
+                    tracing::warn!(write = %apply::describe(&write), error = %e, reason = e.reason(), "write failed; will retry");
                     report.failed += 1;
                 }
             }

@@ -10,7 +10,8 @@
 //! changes; an empty credential set is never written. Planning again after applying a plan
 //! yields nothing.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use acr_auth_core::config::HelperConfig;
@@ -43,6 +44,15 @@ pub fn desired_secret(
     config: &DockerConfig,
     earliest_expiry: Option<SystemTime>,
 ) -> Value {
+    secret_object(namespace, name, &config.to_json(), earliest_expiry)
+}
+
+fn secret_object(
+    namespace: &str,
+    name: &str,
+    docker_config_json: &str,
+    earliest_expiry: Option<SystemTime>,
+) -> Value {
     let mut metadata = json!({
         "name": name,
         "namespace": namespace,
@@ -58,7 +68,7 @@ pub fn desired_secret(
         "metadata": metadata,
         "type": "kubernetes.io/dockerconfigjson",
         "data": {
-            ".dockerconfigjson": base64::engine::general_purpose::STANDARD.encode(config.to_json()),
+            ".dockerconfigjson": base64::engine::general_purpose::STANDARD.encode(docker_config_json),
         },
     })
 }
@@ -287,8 +297,69 @@ pub struct SecretInfo {
     pub resource_version: String,
     /// Whether it carries our managed-by label.
     pub managed: bool,
-    /// The decoded `.dockerconfigjson`, if it has one.
-    pub docker_config_json: Option<String>,
+    /// SHA-256 of the decoded `.dockerconfigjson` ([`content_digest`]), if it has one. The
+    /// planner compares digests, so a snapshot of thousands of Secrets does not hold their
+    /// content.
+    pub content_digest: Option<[u8; 32]>,
+}
+
+/// SHA-256 of a `.dockerconfigjson` document, as [`SecretInfo::content_digest`] holds it.
+pub fn content_digest(docker_config_json: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(docker_config_json).into()
+}
+
+/// Our Secret's content in one pass: the `.dockerconfigjson` and its earliest expiry. One value
+/// is shared (through an [`Arc`]) by the writes of every namespace; the object for one namespace
+/// is built when it is sent ([`SecretContent::object`]). `Debug` shows the digest, never the
+/// credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretContent {
+    docker_config_json: String,
+    digest: [u8; 32],
+    expires_at: Option<SystemTime>,
+}
+
+impl SecretContent {
+    /// The content carrying `config`.
+    pub fn new(config: &DockerConfig, expires_at: Option<SystemTime>) -> Self {
+        let docker_config_json = config.to_json();
+        Self {
+            digest: content_digest(docker_config_json.as_bytes()),
+            docker_config_json,
+            expires_at,
+        }
+    }
+
+    /// The `.dockerconfigjson` document (it holds registry passwords).
+    pub fn docker_config_json(&self) -> &str {
+        &self.docker_config_json
+    }
+
+    /// Its SHA-256 ([`content_digest`]).
+    pub fn digest(&self) -> [u8; 32] {
+        self.digest
+    }
+
+    /// The earliest expiry among its credentials.
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.expires_at
+    }
+
+    /// The whole Secret object `name` in `namespace` (see [`desired_secret`]).
+    pub fn object(&self, namespace: &str, name: &str) -> Value {
+        secret_object(namespace, name, &self.docker_config_json, self.expires_at)
+    }
+}
+
+impl std::fmt::Debug for SecretContent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let digest: String = self.digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        f.debug_struct("SecretContent")
+            .field("sha256", &format_args!("{digest}…"))
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the cluster holds (the parts the planner reads).
@@ -309,8 +380,10 @@ pub enum Write {
     CreateSecret {
         /// Namespace.
         namespace: String,
-        /// The whole object.
-        secret: Value,
+        /// Name.
+        name: String,
+        /// The content (the object is [`SecretContent::object`]).
+        content: Arc<SecretContent>,
     },
     /// Replace our Secret's content, in place (with a resourceVersion precondition).
     UpdateSecret {
@@ -320,8 +393,8 @@ pub enum Write {
         name: String,
         /// The version the update is based on.
         resource_version: String,
-        /// The whole object.
-        secret: Value,
+        /// The new content (the object is [`SecretContent::object`]).
+        content: Arc<SecretContent>,
     },
     /// Add our Secret to a ServiceAccount's `imagePullSecrets` and/or remove entries we
     /// recorded (one JSON patch with `test` guards).
@@ -334,8 +407,8 @@ pub enum Write {
         attach: Option<String>,
         /// The recorded entries removed.
         detach: Vec<String>,
-        /// The JSON patch.
-        patch: Value,
+        /// The JSON patch (RFC 6902), serialized: thousands of pending patches stay small.
+        patch: String,
     },
     /// Delete a managed Secret that is out of scope or stale.
     DeleteSecret {
@@ -346,6 +419,26 @@ pub enum Write {
         /// The version the deletion is based on.
         resource_version: String,
     },
+}
+
+impl Write {
+    /// The Secret object a create or update sends; `None` for the other writes.
+    pub fn secret(&self) -> Option<Value> {
+        match self {
+            Write::CreateSecret {
+                namespace,
+                name,
+                content,
+            }
+            | Write::UpdateSecret {
+                namespace,
+                name,
+                content,
+                ..
+            } => Some(content.object(namespace, name)),
+            _ => None,
+        }
+    }
 }
 
 /// Whether `name` matches the glob `pattern` (`*` any run, `?` one character).
@@ -414,8 +507,8 @@ pub fn plan(
     snapshot: &ClusterSnapshot,
     credentials: &[RegistryCredential],
 ) -> Vec<Write> {
-    let desired = desired_docker_config(credentials);
-    let desired_json = desired.as_ref().map(|(c, _)| c.to_json());
+    let desired = desired_docker_config(credentials)
+        .map(|(config, expiry)| Arc::new(SecretContent::new(&config, Some(expiry))));
     let in_scope: BTreeSet<&str> = snapshot
         .namespaces
         .iter()
@@ -423,6 +516,10 @@ pub fn plan(
         .map(|ns| ns.name.as_str())
         .collect();
     let secret_name = config.secret_name.as_str();
+    let mut existing_secrets: HashMap<&str, &SecretInfo> = HashMap::new();
+    for s in snapshot.secrets.iter().filter(|s| s.name == secret_name) {
+        existing_secrets.entry(s.namespace.as_str()).or_insert(s);
+    }
 
     let mut upserts = Vec::new();
     let mut patches = Vec::new();
@@ -430,25 +527,22 @@ pub fn plan(
     let mut ours_in: BTreeSet<&str> = BTreeSet::new();
 
     for ns in &in_scope {
-        let existing = snapshot
-            .secrets
-            .iter()
-            .find(|s| s.namespace == *ns && s.name == secret_name);
-        if let (Some((config_json, expiry)), Some(text)) = (&desired, &desired_json) {
-            let secret = desired_secret(ns, secret_name, config_json, Some(*expiry));
+        let existing = existing_secrets.get(ns).copied();
+        if let Some(content) = &desired {
             match existing {
                 None => upserts.push(Write::CreateSecret {
                     namespace: ns.to_string(),
-                    secret,
+                    name: secret_name.to_owned(),
+                    content: content.clone(),
                 }),
                 // Never modify a Secret we did not create.
                 Some(s) if !s.managed => {}
-                Some(s) if s.docker_config_json.as_deref() == Some(text.as_str()) => {}
+                Some(s) if s.content_digest == Some(content.digest()) => {}
                 Some(s) => upserts.push(Write::UpdateSecret {
                     namespace: ns.to_string(),
                     name: s.name.clone(),
                     resource_version: s.resource_version.clone(),
-                    secret,
+                    content: content.clone(),
                 }),
             }
         }
@@ -485,7 +579,7 @@ pub fn plan(
                 service_account: sa.name.clone(),
                 attach,
                 detach,
-                patch,
+                patch: patch.to_string(),
             });
         }
     }

@@ -62,7 +62,8 @@ fn apply(snapshot: &ClusterSnapshot, writes: &[Write]) -> ClusterSnapshot {
     };
     for w in writes {
         match w {
-            Write::CreateSecret { namespace, secret } => {
+            Write::CreateSecret { namespace, .. } => {
+                let secret = &w.secret().unwrap();
                 let name = secret["metadata"]["name"].as_str().unwrap().to_owned();
                 assert!(
                     !s.secrets
@@ -75,15 +76,17 @@ fn apply(snapshot: &ClusterSnapshot, writes: &[Write]) -> ClusterSnapshot {
                     name,
                     resource_version: bump(),
                     managed: acr_auth_kube::plan::is_managed(secret),
-                    docker_config_json: Some(decode(secret)),
+                    content_digest: Some(digest(&decode(secret))),
                 });
             }
             Write::UpdateSecret {
                 namespace,
                 name,
                 resource_version,
-                secret,
+                ..
             } => {
+                let secret = &w.secret().unwrap();
+                assert_eq!(&secret["metadata"]["name"], name.as_str());
                 let x = s
                     .secrets
                     .iter_mut()
@@ -91,7 +94,7 @@ fn apply(snapshot: &ClusterSnapshot, writes: &[Write]) -> ClusterSnapshot {
                     .unwrap();
                 assert!(x.managed, "update of a Secret we do not own");
                 assert_eq!(&x.resource_version, resource_version);
-                x.docker_config_json = Some(decode(secret));
+                x.content_digest = Some(digest(&decode(secret)));
                 x.resource_version = bump();
             }
             Write::DeleteSecret {
@@ -132,7 +135,7 @@ fn apply(snapshot: &ClusterSnapshot, writes: &[Write]) -> ClusterSnapshot {
                 if !x.managed_entries.is_empty() {
                     doc["metadata"]["annotations"] = serde_json::json!({MANAGED_ENTRIES_ANNOTATION: x.managed_entries.join(",")});
                 }
-                let p: json_patch::Patch = serde_json::from_value(patch.clone()).unwrap();
+                let p: json_patch::Patch = serde_json::from_str(patch).unwrap();
                 json_patch::patch(&mut doc, &p)
                     .unwrap_or_else(|e| panic!("patch {patch} failed: {e}"));
                 let rv = bump();
@@ -142,6 +145,12 @@ fn apply(snapshot: &ClusterSnapshot, writes: &[Write]) -> ClusterSnapshot {
         }
     }
     s
+}
+
+/// SHA-256, computed here with the `sha2` crate directly.
+fn digest(text: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(text.as_bytes()).into()
 }
 
 fn decode(secret: &Value) -> String {
@@ -196,9 +205,8 @@ fn defaults_serve_the_default_namespace_and_service_account() {
     let creds = [cred("u", "p", &["registry.cn-hangzhou.aliyuncs.com"])];
     let w = plan(&c, &fresh(), &creds);
     assert_eq!(kinds(&w), ["create default", "attach default/default"]);
-    let Write::CreateSecret { secret, .. } = &w[0] else {
-        unreachable!()
-    };
+    let secret = &w[0].secret().unwrap();
+    assert!(matches!(w[0], Write::CreateSecret { .. }));
     assert_eq!(secret["metadata"]["name"], OURS);
     let after = apply(&fresh(), &w);
     assert!(plan(&c, &after, &creds).is_empty(), "idempotent");
@@ -243,7 +251,7 @@ fn foreign_secrets_and_entries_are_never_touched() {
         name: OURS.into(),
         resource_version: "5".into(),
         managed: false,
-        docker_config_json: Some("{}".into()),
+        content_digest: Some(digest("{}")),
     });
     let c = config(&[("watch-namespace", "dev")]);
     let w = plan(&c, &snap, &[cred("u", "p", &["h"])]);
@@ -378,9 +386,8 @@ fn every_host_of_every_registry_is_in_the_secret() {
         cred("pe", "p2", &["c.example.com", "a.example.com"]),
     ];
     let w = plan(&config(&[]), &fresh(), &creds);
-    let Write::CreateSecret { secret, .. } = &w[0] else {
-        unreachable!()
-    };
+    let secret = &w[0].secret().unwrap();
+    assert!(matches!(w[0], Write::CreateSecret { .. }));
     let cfg = acr_auth_core::docker_config::DockerConfig::parse(&decode(secret)).unwrap();
     assert_eq!(
         cfg.auths.keys().collect::<Vec<_>>(),
@@ -466,11 +473,7 @@ fn arb_snapshot() -> impl Strategy<Value = ClusterSnapshot> {
                         name: name.into(),
                         resource_version: "7".into(),
                         managed,
-                        docker_config_json: Some(if fresh_content {
-                            "{}".into()
-                        } else {
-                            "old".into()
-                        }),
+                        content_digest: Some(digest(if fresh_content { "{}" } else { "old" })),
                     });
                 }
             }
