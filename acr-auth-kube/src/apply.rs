@@ -94,8 +94,8 @@ pub async fn apply(client: &Client, write: &Write) -> Result<(), ApplyError> {
             patch,
             ..
         } => {
-            let p: json_patch::Patch = serde_json::from_str(patch)
-                .map_err(|e| ApplyError::Invalid(e.to_string()))?;
+            let p: json_patch::Patch =
+                serde_json::from_str(patch).map_err(|e| ApplyError::Invalid(e.to_string()))?;
             let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
             api.patch(
                 service_account,
@@ -126,6 +126,16 @@ pub async fn apply(client: &Client, write: &Write) -> Result<(), ApplyError> {
                 Err(e) => Err(classify(e)),
             }
         }
+    }
+}
+
+/// The kind of a write, as the `kind` label of `acr_auth_writes_total`.
+pub fn kind(write: &Write) -> &'static str {
+    match write {
+        Write::CreateSecret { .. } => "create_secret",
+        Write::UpdateSecret { .. } => "update_secret",
+        Write::PatchServiceAccount { .. } => "patch_serviceaccount",
+        Write::DeleteSecret { .. } => "delete_secret",
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use acr_auth_core::config::HelperConfig;
+use acr_auth_core::credentials::TokenMode;
 use acr_auth_core::source::{RegistryCredential, RegistrySources, SourceSettings};
 use futures_util::StreamExt as _;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
@@ -21,6 +22,9 @@ use kube::Client;
 use tokio::sync::Notify;
 
 use crate::apply::{self, ApplyError};
+use crate::identity::{resolve_base_identity, ADDON_SECRET, MANAGED_ROLE_SECRET};
+use crate::leader::{LeaderElector, Leadership, LeaseSettings};
+use crate::ops::{FailureLabels, Ops, RegistryLabels, ResultLabels, WriteLabels};
 use crate::plan::{
     content_digest, plan, ClusterSnapshot, NamespaceInfo, SecretInfo, ServiceAccountInfo,
     MANAGED_BY_LABEL, MANAGED_BY_VALUE, MANAGED_ENTRIES_ANNOTATION, SKIP_ANNOTATION,
@@ -47,10 +51,17 @@ pub struct ControllerSettings {
     pub dry_run: bool,
     /// Re-plan at least this often, even without changes.
     pub resync: Duration,
+    /// Elect one writer among replicas on this Lease; `None`: this replica always writes.
+    pub leader_election: Option<LeaseSettings>,
+    /// Watch the credential Secrets (`alibaba-addon-secret`, the managed-role Secret) and choose
+    /// the base identity again for this `tokenMode` when they change; `None`: the identity in
+    /// `sources` is kept for the controller's lifetime.
+    pub identity_refresh: Option<TokenMode>,
 }
 
 impl ControllerSettings {
-    /// `kube-system/acr-configuration`, no dry run, a 5-minute resync.
+    /// `kube-system/acr-configuration`, no dry run, a 5-minute resync, no leader election, a
+    /// fixed base identity.
     pub fn new(sources: SourceSettings) -> Self {
         Self {
             config_namespace: "kube-system".to_owned(),
@@ -58,6 +69,8 @@ impl ControllerSettings {
             sources,
             dry_run: false,
             resync: Duration::from_secs(300),
+            leader_election: None,
+            identity_refresh: None,
         }
     }
 }
@@ -112,9 +125,7 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (reader, writer) = reflector::store();
-    let watch = watcher::watcher(api, config)
-        .default_backoff()
-        .modify(trim);
+    let watch = watcher::watcher(api, config).default_backoff().modify(trim);
     let stream = reflector::reflector(writer, watch).touched_objects();
     tasks.0.push(tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
@@ -174,12 +185,34 @@ fn trim_secret(secret: &mut Secret) {
         .and_then(|d| d.get(".dockerconfigjson"))
         .map(|b| content_digest(&b.0));
     secret.string_data = None;
-    secret.data = digest.map(|d| {
-        BTreeMap::from([(DIGEST_KEY.to_owned(), k8s_openapi::ByteString(d.to_vec()))])
-    });
+    secret.data = digest
+        .map(|d| BTreeMap::from([(DIGEST_KEY.to_owned(), k8s_openapi::ByteString(d.to_vec()))]));
 }
 
 fn trim_configmap(_: &mut ConfigMap) {}
+
+/// Credential Secrets are only watched for changes: their content is read when needed.
+fn trim_credential_secret(secret: &mut Secret) {
+    trim_meta(&mut secret.metadata, "", false);
+    secret.data = None;
+    secret.string_data = None;
+}
+
+/// `(name, resourceVersion)` of every credential Secret present, sorted.
+fn credential_versions(stores: &[Store<Secret>]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = stores
+        .iter()
+        .flat_map(|s| s.state())
+        .map(|s| {
+            (
+                s.metadata.name.clone().unwrap_or_default(),
+                s.metadata.resource_version.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
 
 /// Reads the planner's view of the cluster from the reflector stores.
 fn snapshot(
@@ -265,6 +298,7 @@ pub struct Controller {
     client: Client,
     settings: ControllerSettings,
     recorder: Recorder,
+    ops: Ops,
 }
 
 impl std::fmt::Debug for Controller {
@@ -276,6 +310,12 @@ impl std::fmt::Debug for Controller {
 }
 
 struct Live {
+    /// Identity, region, endpoints: the base identity changes when the credential Secrets do.
+    sources_settings: SourceSettings,
+    /// `(name, resourceVersion)` of the credential Secrets the identity was chosen with.
+    credential_secrets: Vec<(String, String)>,
+    /// The expiry last seen per registry, to count renewals.
+    expiries: BTreeMap<String, std::time::SystemTime>,
     config: HelperConfig,
     config_data: Option<BTreeMap<String, String>>,
     invalid: Option<String>,
@@ -294,11 +334,18 @@ impl Controller {
                 instance: None,
             },
         );
+        let ops = Ops::new(settings.sources.env.clock().clone());
         Self {
             client,
             settings,
             recorder,
+            ops,
         }
+    }
+
+    /// The metrics and health this controller reports (serve them with [`crate::ops::serve`]).
+    pub fn ops(&self) -> Ops {
+        self.ops.clone()
     }
 
     async fn event(
@@ -330,11 +377,55 @@ impl Controller {
         }
     }
 
-    /// Runs until `shutdown` completes.
+    /// Runs until `shutdown` completes. With leader election, the watches run on every
+    /// replica (a standby is ready to take over at once) and only the leader fetches tokens and
+    /// writes; on shutdown the leader stops writing, then releases the Lease.
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), ControllerError> {
+        let leadership = match self.settings.leader_election {
+            None => Leadership::always(),
+            Some(_) => Arc::new(Leadership::default()),
+        };
+        // The elector runs inside this future (not as a detached task): if the controller is
+        // dropped, nothing renews the Lease any more and another replica takes over.
+        let (stop_elector, elector_stopped) = tokio::sync::oneshot::channel::<()>();
+        let elector = async {
+            if let Some(lease) = &self.settings.leader_election {
+                LeaderElector::new(
+                    self.client.clone(),
+                    lease.clone(),
+                    self.settings.sources.env.clock().clone(),
+                )
+                .run(leadership.clone(), async move {
+                    let _ = elector_stopped.await;
+                })
+                .await;
+            }
+        };
+        let main = async {
+            let result = {
+                let mut shutdown = std::pin::pin!(shutdown);
+                tokio::select! {
+                    r = self.serve(&leadership) => r,
+                    _ = &mut shutdown => {
+                        tracing::info!("shutting down");
+                        Ok(())
+                    }
+                }
+            };
+            // Writing has stopped (the serving future is dropped): now the Lease can go.
+            self.ops.health.set_leader(false);
+            self.ops.metrics.leader.set(0);
+            let _ = stop_elector.send(());
+            result
+        };
+        let (result, ()) = tokio::join!(main, elector);
+        result
+    }
+
+    async fn serve(&self, leadership: &Arc<Leadership>) -> Result<(), ControllerError> {
         let trigger = Arc::new(Notify::new());
         let client = self.client.clone();
         // Dropped (aborting the watches) when this function returns.
@@ -368,6 +459,18 @@ impl Controller {
             trigger.clone(),
             &mut tasks,
         );
+        let mut credential_stores = Vec::new();
+        if self.settings.identity_refresh.is_some() {
+            for name in [ADDON_SECRET, MANAGED_ROLE_SECRET] {
+                credential_stores.push(reflect(
+                    Api::<Secret>::namespaced(client.clone(), "kube-system"),
+                    WatchConfig::default().fields(&format!("metadata.name={name}")),
+                    trim_credential_secret,
+                    trigger.clone(),
+                    &mut tasks,
+                ));
+            }
+        }
         for (name, ready) in [
             ("namespaces", namespaces.wait_until_ready().await.is_ok()),
             (
@@ -381,9 +484,18 @@ impl Controller {
                 return Err(ControllerError::Sync(name.to_owned()));
             }
         }
+        for store in &credential_stores {
+            if store.wait_until_ready().await.is_err() {
+                return Err(ControllerError::Sync("credential secrets".to_owned()));
+            }
+        }
         tracing::info!("watches synced");
+        self.ops.health.set_synced(true);
 
         let mut live = Live {
+            sources_settings: self.settings.sources.clone(),
+            credential_secrets: credential_versions(&credential_stores),
+            expiries: BTreeMap::new(),
             config: HelperConfig::default(),
             config_data: None,
             invalid: None,
@@ -391,9 +503,27 @@ impl Controller {
             credentials_failed: None,
             not_ours: BTreeSet::new(),
         };
-        let mut shutdown = std::pin::pin!(shutdown);
         let mut next_renewal = tokio::time::Instant::now();
+        let mut was_leader = false;
         loop {
+            if !leadership.is_leader() {
+                if was_leader {
+                    tracing::info!("no longer the leader; standing by");
+                }
+                was_leader = false;
+                self.ops.health.set_leader(false);
+                self.ops.metrics.leader.set(0);
+                leadership.wait_until(true).await;
+                continue;
+            }
+            if !was_leader {
+                was_leader = true;
+                self.ops.health.set_leader(true);
+                self.ops.metrics.leader.set(1);
+                // Start from what the cluster holds now; tokens are fetched again if due.
+                live.not_ours.clear();
+            }
+            self.refresh_identity(&credential_stores, &mut live).await;
             self.load_config(&configmaps, &mut live).await;
             let credentials = self.credentials(&mut live).await;
             next_renewal = live
@@ -406,6 +536,7 @@ impl Controller {
                             .unwrap_or_default()
                 })
                 .unwrap_or(next_renewal + self.settings.resync);
+            let started = std::time::Instant::now();
             let report = self
                 .pass(
                     &namespaces,
@@ -413,8 +544,30 @@ impl Controller {
                     &secrets,
                     &mut live,
                     &credentials,
+                    leadership,
                 )
                 .await;
+            let retry_soon = report.conflicts > 0 || report.failed > 0;
+            self.ops
+                .metrics
+                .reconcile_duration
+                .observe(started.elapsed().as_secs_f64());
+            self.ops
+                .metrics
+                .reconciles
+                .get_or_create(&ResultLabels {
+                    result: if retry_soon { "retry" } else { "ok" }.to_owned(),
+                })
+                .inc();
+            self.ops.metrics.namespaces_served.set(
+                secrets
+                    .state()
+                    .iter()
+                    .filter(|s| {
+                        s.metadata.name.as_deref() == Some(live.config.secret_name.as_str())
+                    })
+                    .count() as i64,
+            );
             if report.planned > 0 {
                 tracing::info!(
                     planned = report.planned,
@@ -424,18 +577,40 @@ impl Controller {
                     "reconciled"
                 );
             }
-            let retry_soon = report.conflicts > 0 || report.failed > 0;
             tokio::select! {
                 _ = trigger.notified() => {}
+                _ = leadership.wait_until(false) => {}
                 _ = tokio::time::sleep_until(next_renewal) => {}
                 _ = tokio::time::sleep(if retry_soon { Duration::from_millis(500) } else { self.settings.resync }) => {}
-                _ = &mut shutdown => {
-                    tracing::info!("shutting down");
-                    return Ok(());
-                }
             }
             // Let a burst of watch events settle into one pass.
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Chooses the base identity again when a credential Secret changed (rotation of the
+    /// AccessKey in `alibaba-addon-secret`, a new managed-role payload, one appearing or going).
+    async fn refresh_identity(&self, stores: &[Store<Secret>], live: &mut Live) {
+        let Some(mode) = self.settings.identity_refresh else {
+            return;
+        };
+        let versions = credential_versions(stores);
+        if versions == live.credential_secrets {
+            return;
+        }
+        match resolve_base_identity(&self.client, mode, &self.settings.sources.env).await {
+            Ok(identity) => {
+                tracing::info!(source = ?identity.source, reason = %identity.reason, "credential Secrets changed; base identity chosen again");
+                live.sources_settings.base_identity = identity.provider;
+                live.sources_settings.base_identity_name = format!("{:?}", identity.source);
+                live.credential_secrets = versions;
+                // Rebuild the sources (and their token caches) with the new identity.
+                live.sources = None;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "credential Secrets changed but no base identity could be chosen; keeping the current one");
+                live.credential_secrets = versions;
+            }
         }
     }
 
@@ -464,7 +639,7 @@ impl Controller {
                 for w in &p.warnings {
                     tracing::warn!(warning = %w, "configuration");
                 }
-                match RegistrySources::build(&p.config, &self.settings.sources) {
+                match RegistrySources::build(&p.config, &live.sources_settings) {
                     Ok(sources) => {
                         tracing::info!(
                             registries = sources.sources().len(),
@@ -473,6 +648,7 @@ impl Controller {
                         live.config = p.config;
                         live.sources = Some(sources);
                         live.invalid = None;
+                        self.ops.metrics.configuration_valid.set(1);
                     }
                     Err(e) => self.invalid(live, e.to_string()).await,
                 }
@@ -482,6 +658,7 @@ impl Controller {
     }
 
     async fn invalid(&self, live: &mut Live, message: String) {
+        self.ops.metrics.configuration_valid.set(0);
         tracing::error!(error = %message, "invalid configuration; the last good configuration stays in force");
         if live.invalid.as_deref() != Some(message.as_str()) {
             self.event(
@@ -503,14 +680,40 @@ impl Controller {
         };
         let mut out = Vec::new();
         let mut failures = Vec::new();
+        let metrics = &self.ops.metrics;
         for s in sources.sources() {
+            let registry = s.description().to_owned();
             // Renew every token due soon together with the one that is due now.
             match s.credential_early(RENEW_TOGETHER).await {
-                Ok(c) => out.push(c),
-                Err(e) => failures.push(format!("{}: {e}", s.description())),
+                Ok(c) => {
+                    let expires_at = c.token.expires_at;
+                    if live.expiries.insert(registry.clone(), expires_at) != Some(expires_at) {
+                        metrics
+                            .renewals
+                            .get_or_create(&RegistryLabels {
+                                registry: registry.clone(),
+                            })
+                            .inc();
+                    }
+                    metrics.set_token_expiry(&registry, expires_at);
+                    out.push(c);
+                }
+                Err(e) => {
+                    metrics
+                        .renewal_failures
+                        .get_or_create(&FailureLabels {
+                            registry: registry.clone(),
+                            reason: e.code().unwrap_or(e.kind().as_str()).to_owned(),
+                        })
+                        .inc();
+                    failures.push(format!("{registry}: {e}"));
+                }
             }
         }
         if failures.is_empty() {
+            self.ops
+                .health
+                .set_tokens_valid_until(out.iter().map(|c| c.token.expires_at).min());
             if live.credentials_failed.take().is_some() {
                 tracing::info!("registry credentials recovered");
                 self.event(
@@ -546,6 +749,7 @@ impl Controller {
         secrets: &Store<Secret>,
         live: &mut Live,
         credentials: &[RegistryCredential],
+        leadership: &Leadership,
     ) -> PassReport {
         let writes = {
             // The snapshot is a copy of the stores: drop it before the writes go out.
@@ -566,7 +770,9 @@ impl Controller {
         // Writes are independent (each carries its own preconditions), so a bounded number go
         // out at once: a cold start over thousands of namespaces is not one long queue. Each
         // outcome is handled as it arrives; nothing is collected.
+        // A replica that stops leading sends nothing more.
         let mut outcomes = futures_util::stream::iter(writes)
+            .take_while(|_| std::future::ready(leadership.is_leader()))
             .map(|w| {
                 let client = self.client.clone();
                 async move {
@@ -576,6 +782,18 @@ impl Controller {
             })
             .buffer_unordered(WRITE_CONCURRENCY);
         while let Some((write, outcome)) = outcomes.next().await {
+            self.ops
+                .metrics
+                .writes
+                .get_or_create(&WriteLabels {
+                    kind: apply::kind(&write).to_owned(),
+                    result: match &outcome {
+                        Ok(()) => "ok",
+                        Err(e) => e.reason(),
+                    }
+                    .to_owned(),
+                })
+                .inc();
             match outcome {
                 Ok(()) => {
                     tracing::debug!(write = %apply::describe(&write), "applied");

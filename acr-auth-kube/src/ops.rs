@@ -114,9 +114,8 @@ impl Metrics {
         );
         let reconciles = Family::<ResultLabels, Counter>::default();
         registry.register("reconciles", "Reconcile passes", reconciles.clone());
-        let reconcile_duration = Histogram::new(
-            [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0].into_iter(),
-        );
+        let reconcile_duration =
+            Histogram::new([0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
         registry.register(
             "reconcile_duration_seconds",
             "Duration of a reconcile pass, writes included",
@@ -333,15 +332,16 @@ mod tests {
         );
         h.set_tokens_valid_until(Some(now + Duration::from_secs(60)));
         assert_eq!(h.not_ready_reason(now), None);
-        assert!(h
-            .not_ready_reason(now + Duration::from_secs(61))
-            .is_some());
+        assert!(h.not_ready_reason(now + Duration::from_secs(61)).is_some());
     }
 
     #[test]
     fn metrics_encode_in_the_text_format() {
         let m = Metrics::new();
-        m.set_token_expiry("PE cn-hangzhou", SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        m.set_token_expiry(
+            "PE cn-hangzhou",
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        );
         m.renewal_failures
             .get_or_create(&FailureLabels {
                 registry: "PE cn-hangzhou".into(),
@@ -350,7 +350,9 @@ mod tests {
             .inc();
         let text = m.encode();
         assert!(
-            text.contains("acr_auth_token_expiry_timestamp_seconds{registry=\"PE cn-hangzhou\"} 1700000000"),
+            text.contains(
+                "acr_auth_token_expiry_timestamp_seconds{registry=\"PE cn-hangzhou\"} 1700000000"
+            ),
             "{text}"
         );
         assert!(text.contains(

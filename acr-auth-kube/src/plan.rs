@@ -354,7 +354,10 @@ impl SecretContent {
 
 impl std::fmt::Debug for SecretContent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let digest: String = self.digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        let digest: String = self.digest[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         f.debug_struct("SecretContent")
             .field("sha256", &format_args!("{digest}…"))
             .field("expires_at", &self.expires_at)

@@ -1,80 +1,16 @@
 //! End to end: the controller against the fake cloud and the fake API server, all real HTTP.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use acr_auth_core::acr::Endpoint;
-use acr_auth_core::credentials::{Credentials, ProviderEnv};
-use acr_auth_core::docker_config::DockerConfig;
-use acr_auth_core::http::RetryPolicy;
-use acr_auth_core::source::SourceSettings;
-use acr_auth_kube::controller::{Controller, ControllerSettings};
 use acr_auth_kube::plan::MANAGED_ENTRIES_ANNOTATION;
 use acr_auth_testkit::kube::FakeKube;
 use acr_auth_testkit::{FakeCloud, FakeCloudConfig};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-const OURS: &str = "acr-credential-secret-aggregation";
+mod common;
 
-async fn eventually<F: Fn() -> bool>(what: &str, check: F) {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn post(kube: &FakeKube, path: &str, body: Value) -> u16 {
-    reqwest::Client::new()
-        .post(format!("{}{path}", kube.url()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
-async fn put_config(kube: &FakeKube, data: Value) {
-    let current = kube.get("configmaps", "kube-system", "acr-configuration");
-    let http = reqwest::Client::new();
-    let path = format!("{}/api/v1/namespaces/kube-system/configmaps", kube.url());
-    let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "acr-configuration", "namespace": "kube-system"}, "data": data});
-    let status = match current {
-        None => http.post(path).json(&body).send().await.unwrap().status(),
-        Some(_) => http
-            .put(format!("{path}/acr-configuration"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-    };
-    assert!(status.is_success(), "{status}");
-}
-
-fn secret_hosts(kube: &FakeKube, ns: &str) -> Option<Vec<String>> {
-    let s = kube.get("secrets", ns, OURS)?;
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(s["data"][".dockerconfigjson"].as_str()?)
-        .ok()?;
-    let cfg = DockerConfig::parse(std::str::from_utf8(&raw).ok()?).ok()?;
-    Some(cfg.auths.keys().cloned().collect())
-}
-
-fn sa_entries(kube: &FakeKube, ns: &str, name: &str) -> Vec<String> {
-    kube.get("serviceaccounts", ns, name)
-        .and_then(|sa| sa["imagePullSecrets"].as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|e| e["name"].as_str().map(str::to_owned))
-        .collect()
-}
+use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_controller_serves_converges_and_keeps_the_last_good_configuration() {
@@ -218,71 +154,6 @@ async fn the_controller_serves_converges_and_keeps_the_last_good_configuration()
     assert_eq!(idle_before, idle_after, "no writes while nothing changes");
 
     running.stop().await;
-}
-
-struct Running {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    handle: tokio::task::JoinHandle<Result<(), acr_auth_kube::controller::ControllerError>>,
-}
-
-impl Running {
-    async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(5), self.handle)
-            .await
-            .expect("graceful shutdown")
-            .unwrap()
-            .unwrap();
-    }
-}
-
-fn start(kube: &FakeKube, cloud: &FakeCloud) -> Running {
-    let client = kube::Client::try_from(kube::Config::new(kube.url().parse().unwrap())).unwrap();
-    let settings = ControllerSettings::new(SourceSettings {
-        cluster_region: "cn-hangzhou".into(),
-        base_identity: Arc::new(Credentials::new("LTAItestkey", "test-secret")),
-        base_identity_name: "test key".into(),
-        env: ProviderEnv::from_vars([("ACR_AUTH_STS_ENDPOINT", cloud.url())]),
-        acr_endpoint: Some(Endpoint::Url(cloud.url())),
-        retry: RetryPolicy::none(),
-    });
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(Controller::new(client, settings).run(async {
-        let _ = stopped.await;
-    }));
-    Running {
-        stop: Some(stop),
-        handle,
-    }
-}
-
-/// Creates namespace `name` and waits until its Secret and default ServiceAccount entry exist.
-async fn create_namespace_and_wait_until_served(kube: &FakeKube, name: &str) {
-    assert_eq!(
-        post(
-            kube,
-            "/api/v1/namespaces",
-            json!({"metadata": {"name": name}})
-        )
-        .await,
-        201
-    );
-    eventually(&format!("namespace {name} served"), || {
-        secret_hosts(kube, name).is_some()
-            && sa_entries(kube, name, "default").contains(&OURS.to_owned())
-    })
-    .await;
-}
-
-fn password(kube: &FakeKube, ns: &str, host: &str) -> Option<String> {
-    let s = kube.get("secrets", ns, OURS)?;
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(s["data"][".dockerconfigjson"].as_str()?)
-        .ok()?;
-    let cfg = DockerConfig::parse(std::str::from_utf8(&raw).ok()?).ok()?;
-    Some(cfg.auths.get(host)?.password.expose().to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,7 +33,7 @@ use serde_json::{json, Value};
 use store::Store;
 
 /// A request as recorded: verb (`get`, `list`, `watch`, `create`, `update`, `patch`, `delete`),
-/// API group, resource and namespace.
+/// API group, resource, namespace and the user (the bearer token).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestRecord {
     /// The Kubernetes verb.
@@ -44,6 +44,9 @@ pub struct RequestRecord {
     pub resource: String,
     /// Namespace, for namespaced requests.
     pub namespace: Option<String>,
+    /// The user: this fake authenticates every bearer token as the user of that name
+    /// (`fake-token` in [`FakeKube::kubeconfig`]); `None` without one.
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -322,6 +325,12 @@ async fn dispatch(
             group: route.resource.group.to_owned(),
             resource: route.resource.plural.to_owned(),
             namespace: route.namespace.clone(),
+            user: req
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::to_owned),
         });
     let fault = {
         let mut faults = shared.faults.lock().unwrap_or_else(PoisonError::into_inner);

@@ -152,6 +152,23 @@ fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
     obj["metadata"][field].as_str().unwrap_or_default()
 }
 
+/// As the API server does: a Secret's write-only `stringData` is merged into `data` (base64),
+/// taking precedence, and never stored.
+fn fold_string_data(secret: &mut Value) {
+    use base64::Engine as _;
+    let Some(Value::Object(plain)) = secret.as_object_mut().and_then(|o| o.remove("stringData"))
+    else {
+        return;
+    };
+    if !secret["data"].is_object() {
+        secret["data"] = json!({});
+    }
+    for (k, v) in plain {
+        let text = v.as_str().unwrap_or_default();
+        secret["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+    }
+}
+
 impl Store {
     fn next_rv(&mut self) -> u64 {
         self.rv += 1;
@@ -161,6 +178,9 @@ impl Store {
     /// Stores `object` (new or changed), stamping its resourceVersion; returns it.
     pub fn put(&mut self, r: &ResourceType, mut object: Value, created: bool) -> Value {
         let rv = self.next_rv();
+        if r.key == "secrets" {
+            fold_string_data(&mut object);
+        }
         object["metadata"]["resourceVersion"] = json!(rv.to_string());
         object["apiVersion"] = json!(r.api_version());
         object["kind"] = json!(r.kind);

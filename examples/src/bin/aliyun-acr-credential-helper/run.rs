@@ -7,6 +7,8 @@ use acr_auth_core::http::RetryPolicy;
 use acr_auth_core::source::SourceSettings;
 use acr_auth_kube::controller::{Controller, ControllerSettings};
 use acr_auth_kube::identity::{resolve_base_identity, resolve_region};
+use acr_auth_kube::leader::LeaseSettings;
+use acr_auth_kube::ops::serve;
 use clap::Args;
 
 #[derive(Debug, Args)]
@@ -26,6 +28,31 @@ pub struct RunArgs {
     /// Log every write it would make, and make none.
     #[arg(long)]
     dry_run: bool,
+    /// Serve /healthz, /readyz and /metrics on this address (for example `0.0.0.0:8080`).
+    #[arg(long, env = "ACR_AUTH_METRICS_ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// Elect one active writer among replicas on a Lease.
+    #[arg(long)]
+    leader_elect: bool,
+    /// Namespace of the Lease (default: the pod's namespace from POD_NAMESPACE, else the
+    /// configuration namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(long, default_value = "aliyun-acr-credential-helper")]
+    lease_name: String,
+    /// This replica's identity in the Lease (default: POD_NAME, else the host name and pid).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+}
+
+/// The host name, for a replica identity outside a pod.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 #[derive(Debug, Args)]
@@ -86,7 +113,7 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     tracing::info!(source = ?identity.source, reason = %identity.reason, %region, "base identity");
     let settings = ControllerSettings {
-        config_namespace: args.config_namespace,
+        config_namespace: args.config_namespace.clone(),
         config_name: args.config_name,
         sources: SourceSettings {
             cluster_region: region,
@@ -98,11 +125,38 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
         },
         dry_run: args.dry_run,
         resync: Duration::from_secs(300),
+        leader_election: args.leader_elect.then(|| {
+            LeaseSettings::new(
+                args.lease_namespace
+                    .clone()
+                    .unwrap_or_else(|| args.config_namespace.clone()),
+                args.lease_name.clone(),
+                args.identity
+                    .clone()
+                    .unwrap_or_else(|| format!("{}_{}", host_name(), std::process::id())),
+            )
+        }),
+        identity_refresh: Some(args.token_mode),
     };
-    Controller::new(client, settings)
-        .run(shutdown)
-        .await
-        .map_err(|e| e.to_string())
+    let controller = Controller::new(client, settings);
+    let (stop_ops, ops_stopped) = tokio::sync::oneshot::channel::<()>();
+    let ops_task = match args.metrics_addr {
+        Some(addr) => {
+            let (_, task) = serve(addr, controller.ops(), async move {
+                let _ = ops_stopped.await;
+            })
+            .await
+            .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+            Some(task)
+        }
+        None => None,
+    };
+    let result = controller.run(shutdown).await.map_err(|e| e.to_string());
+    let _ = stop_ops.send(());
+    if let Some(t) = ops_task {
+        let _ = t.await;
+    }
+    result
 }
 
 pub async fn cleanup(args: CleanupArgs) -> Result<(), String> {

@@ -1,0 +1,174 @@
+//! Helpers shared by the end-to-end tests: the controller against the fake cloud and the fake
+//! API server.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use acr_auth_core::acr::Endpoint;
+use acr_auth_core::credentials::{Credentials, ProviderEnv};
+use acr_auth_core::docker_config::DockerConfig;
+use acr_auth_core::http::RetryPolicy;
+use acr_auth_core::source::SourceSettings;
+use acr_auth_kube::controller::{Controller, ControllerSettings};
+use acr_auth_testkit::kube::FakeKube;
+use acr_auth_testkit::FakeCloud;
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+pub const OURS: &str = "acr-credential-secret-aggregation";
+
+pub async fn eventually<F: Fn() -> bool>(what: &str, check: F) {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn post(kube: &FakeKube, path: &str, body: Value) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{}{path}", kube.url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+pub async fn put_config(kube: &FakeKube, data: Value) {
+    let current = kube.get("configmaps", "kube-system", "acr-configuration");
+    let http = reqwest::Client::new();
+    let path = format!("{}/api/v1/namespaces/kube-system/configmaps", kube.url());
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "acr-configuration", "namespace": "kube-system"}, "data": data});
+    let status = match current {
+        None => http.post(path).json(&body).send().await.unwrap().status(),
+        Some(_) => http
+            .put(format!("{path}/acr-configuration"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+    };
+    assert!(status.is_success(), "{status}");
+}
+
+pub fn secret_hosts(kube: &FakeKube, ns: &str) -> Option<Vec<String>> {
+    let s = kube.get("secrets", ns, OURS)?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(s["data"][".dockerconfigjson"].as_str()?)
+        .ok()?;
+    let cfg = DockerConfig::parse(std::str::from_utf8(&raw).ok()?).ok()?;
+    Some(cfg.auths.keys().cloned().collect())
+}
+
+pub fn sa_entries(kube: &FakeKube, ns: &str, name: &str) -> Vec<String> {
+    kube.get("serviceaccounts", ns, name)
+        .and_then(|sa| sa["imagePullSecrets"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| e["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+pub struct Running {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<Result<(), acr_auth_kube::controller::ControllerError>>,
+    /// The controller's metrics and health.
+    pub ops: acr_auth_kube::ops::Ops,
+}
+
+impl Running {
+    /// Asks for a graceful shutdown and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(10), &mut self.handle)
+            .await
+            .expect("graceful shutdown")
+            .unwrap()
+            .unwrap();
+    }
+
+    /// Drops the controller without a graceful shutdown, as a crash would.
+    pub async fn kill(self) {
+        self.handle.abort();
+        let _ = self.handle.await;
+    }
+}
+
+/// The settings the tests start from: the fake cloud, a fixed AccessKey it knows.
+pub fn settings(cloud: &FakeCloud) -> ControllerSettings {
+    ControllerSettings::new(SourceSettings {
+        cluster_region: "cn-hangzhou".into(),
+        base_identity: Arc::new(Credentials::new("LTAItestkey", "test-secret")),
+        base_identity_name: "test key".into(),
+        env: ProviderEnv::from_vars([
+            ("ACR_AUTH_STS_ENDPOINT", cloud.url()),
+            ("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true".into()),
+        ]),
+        acr_endpoint: Some(Endpoint::Url(cloud.url())),
+        retry: RetryPolicy::none(),
+    })
+}
+
+/// A client of `kube` authenticating with bearer `token` (the fake records it as the user).
+pub fn client(kube: &FakeKube, token: &str) -> kube::Client {
+    let mut config = kube::Config::new(kube.url().parse().unwrap());
+    config.auth_info.token = Some(token.to_owned().into());
+    kube::Client::try_from(config).unwrap()
+}
+
+/// Starts the controller with [`settings`].
+pub fn start(kube: &FakeKube, cloud: &FakeCloud) -> Running {
+    start_with(client(kube, "controller"), settings(cloud))
+}
+
+/// Starts the controller on `client` with `settings`.
+pub fn start_with(client: kube::Client, settings: ControllerSettings) -> Running {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let controller = Controller::new(client, settings);
+    let ops = controller.ops();
+    let handle = tokio::spawn(controller.run(async {
+        let _ = stopped.await;
+    }));
+    Running {
+        stop: Some(stop),
+        handle,
+        ops,
+    }
+}
+
+/// Creates namespace `name` and waits until its Secret and default ServiceAccount entry exist.
+pub async fn create_namespace_and_wait_until_served(kube: &FakeKube, name: &str) {
+    assert_eq!(
+        post(
+            kube,
+            "/api/v1/namespaces",
+            json!({"metadata": {"name": name}})
+        )
+        .await,
+        201
+    );
+    eventually(&format!("namespace {name} served"), || {
+        secret_hosts(kube, name).is_some()
+            && sa_entries(kube, name, "default").contains(&OURS.to_owned())
+    })
+    .await;
+}
+
+pub fn password(kube: &FakeKube, ns: &str, host: &str) -> Option<String> {
+    let s = kube.get("secrets", ns, OURS)?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(s["data"][".dockerconfigjson"].as_str()?)
+        .ok()?;
+    let cfg = DockerConfig::parse(std::str::from_utf8(&raw).ok()?).ok()?;
+    Some(cfg.auths.get(host)?.password.expose().to_owned())
+}
