@@ -1,6 +1,6 @@
 //! End to end: the controller against the fake cloud and the fake API server, all real HTTP.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use acr_auth_kube::plan::MANAGED_ENTRIES_ANNOTATION;
 use acr_auth_testkit::kube::FakeKube;
@@ -367,5 +367,128 @@ async fn skopeo_pulls_with_the_secret_the_controller_wrote() {
     );
     let info: Value = serde_json::from_slice(&inspect.stdout).unwrap();
     assert_eq!(info["Digest"], digest.as_str());
+    running.stop().await;
+}
+
+/// Edits of `service-account`, `acr-registry-info` and `secret-name` converge: entries and
+/// Secrets that left the configuration go, someone else's entries stay; a new ServiceAccount in
+/// a served namespace gets the entry as soon as the watch sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_account_registry_and_secret_name_edits_converge() {
+    let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
+    let kube = FakeKube::start().await.unwrap();
+    assert_eq!(
+        post(
+            &kube,
+            "/api/v1/namespaces",
+            json!({"metadata": {"name": "dev"}})
+        )
+        .await,
+        201
+    );
+    for sa in [
+        json!({"metadata": {"name": "builder"}}),
+        json!({"metadata": {"name": "deployer"}, "imagePullSecrets": [{"name": "theirs"}]}),
+    ] {
+        assert_eq!(
+            post(&kube, "/api/v1/namespaces/dev/serviceaccounts", sa).await,
+            201
+        );
+    }
+    let pe = "- instanceId: \"\"\n";
+    let ee = "- instanceId: cri-testinstance01\n";
+    put_config(
+        &kube,
+        json!({"watch-namespace": "dev", "service-account": "default,builder,deployer",
+               "acr-registry-info": pe}),
+    )
+    .await;
+    let running = start(&kube, &cloud);
+    eventually("dev/builder and dev/deployer served", || {
+        sa_entries(&kube, "dev", "builder") == [OURS]
+            && sa_entries(&kube, "dev", "deployer") == ["theirs", OURS]
+    })
+    .await;
+    assert!(secret_hosts(&kube, "dev")
+        .unwrap()
+        .contains(&"registry.cn-hangzhou.aliyuncs.com".to_owned()));
+
+    // Service accounts narrowed: builder loses our entry, deployer keeps theirs.
+    put_config(
+        &kube,
+        json!({"watch-namespace": "dev", "service-account": "default", "acr-registry-info": pe}),
+    )
+    .await;
+    eventually("builder and deployer detached", || {
+        sa_entries(&kube, "dev", "builder").is_empty()
+            && sa_entries(&kube, "dev", "deployer") == ["theirs"]
+            && sa_entries(&kube, "dev", "default") == [OURS]
+    })
+    .await;
+
+    // `*`: a ServiceAccount created now is served as soon as the watch sees it.
+    put_config(
+        &kube,
+        json!({"watch-namespace": "dev", "service-account": "*", "acr-registry-info": pe}),
+    )
+    .await;
+    eventually("every SA in dev", || {
+        sa_entries(&kube, "dev", "builder") == [OURS]
+    })
+    .await;
+    let created = Instant::now();
+    assert_eq!(
+        post(
+            &kube,
+            "/api/v1/namespaces/dev/serviceaccounts",
+            json!({"metadata": {"name": "fresh"}})
+        )
+        .await,
+        201
+    );
+    eventually("the new SA served", || {
+        sa_entries(&kube, "dev", "fresh") == [OURS]
+    })
+    .await;
+    let latency = created.elapsed();
+    assert!(
+        latency < Duration::from_secs(2),
+        "a new ServiceAccount waited {latency:?}"
+    );
+
+    // Registries: the Enterprise instance replaces the Personal Edition registry.
+    put_config(
+        &kube,
+        json!({"watch-namespace": "dev", "service-account": "*", "acr-registry-info": ee}),
+    )
+    .await;
+    eventually("EE hosts only", || {
+        secret_hosts(&kube, "dev").is_some_and(|h| {
+            h.contains(&"acme-registry.cn-hangzhou.cr.aliyuncs.com".to_owned())
+                && !h.contains(&"registry.cn-hangzhou.aliyuncs.com".to_owned())
+        })
+    })
+    .await;
+    assert_eq!(kube.count("create", Some("secrets")), 1, "updated in place");
+
+    // secret-name: the new Secret replaces ours everywhere, foreign entries stay.
+    put_config(
+        &kube,
+        json!({"watch-namespace": "dev", "service-account": "*", "acr-registry-info": ee,
+               "secret-name": "pull-secret"}),
+    )
+    .await;
+    eventually("renamed", || {
+        kube.get("secrets", "dev", "pull-secret").is_some()
+            && kube.get("secrets", "dev", OURS).is_none()
+            && sa_entries(&kube, "dev", "deployer") == ["theirs", "pull-secret"]
+            && sa_entries(&kube, "dev", "fresh") == ["pull-secret"]
+    })
+    .await;
+    let sa = kube.get("serviceaccounts", "dev", "deployer").unwrap();
+    assert_eq!(
+        sa["metadata"]["annotations"][MANAGED_ENTRIES_ANNOTATION], "pull-secret",
+        "the record names only what we added"
+    );
     running.stop().await;
 }

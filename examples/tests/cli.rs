@@ -4,6 +4,7 @@ use std::process::Output;
 
 use acr_auth_core::docker_config::DockerConfig;
 use acr_auth_testkit::{FakeCloud, FakeCloudConfig, Fault};
+use base64::Engine as _;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_aliyun-acr-credential-helper");
@@ -441,6 +442,141 @@ mod controller {
         );
         let sa = kube.get("serviceaccounts", "team-a", "default").unwrap();
         assert!(sa["imagePullSecrets"].is_null(), "{sa}");
+    }
+
+    /// Debug logs of a whole run (writes, a renewal, an ACR outage, recovery) hold no AccessKey
+    /// secret, no registry password and no `auth` value; the binary serves its metrics and
+    /// health on `--metrics-addr` and leads its Lease with `--leader-elect`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn run_logs_carry_no_secrets_and_serve_metrics() {
+        let mut config = FakeCloudConfig::sample();
+        config.token_lifetime_secs = 4;
+        let cloud = FakeCloud::start(config).await.unwrap();
+        let kube = FakeKube::start().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        kube.write_kubeconfig(&dir.path().join("kubeconfig"))
+            .unwrap();
+        cluster(&kube).await;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.args([
+            "run",
+            "--leader-elect",
+            "--identity",
+            "test-replica",
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(
+            env(dir.path(), &cloud)
+                .iter()
+                .map(|(k, v)| (*k, v.as_str())),
+        )
+        .env("RUST_LOG", "debug")
+        .kill_on_drop(true)
+        .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let mut stderr_pipe = child.stderr.take().unwrap();
+        let log = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt as _;
+            let mut buf = String::new();
+            let _ = stderr_pipe.read_to_string(&mut buf).await;
+            buf
+        });
+
+        let password = || {
+            let s = kube.get("secrets", "team-a", "acr-credential-secret-aggregation")?;
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(s["data"][".dockerconfigjson"].as_str()?)
+                .ok()?;
+            let v: Value = serde_json::from_slice(&raw).ok()?;
+            let auth = v["auths"]["acme-registry.cn-hangzhou.cr.aliyuncs.com"].clone();
+            Some((
+                auth["password"].as_str()?.to_owned(),
+                auth["auth"].as_str()?.to_owned(),
+            ))
+        };
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        // Collect two generations of credentials (a renewal), then an outage and recovery.
+        while seen.len() < 2 {
+            assert!(Instant::now() < deadline, "no renewal: {seen:?}");
+            if let Some(p) = password() {
+                if !seen.contains(&p) {
+                    seen.push(p);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        cloud.fail_next(12, acr_auth_testkit::Fault::ServiceUnavailable);
+        let metrics = format!("http://127.0.0.1:{port}/metrics");
+        let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+        assert!(text.contains("acr_auth_leader 1"), "{text}");
+        assert!(text.contains("acr_auth_namespaces_served 2"), "{text}");
+        let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+            .await
+            .unwrap();
+        assert_eq!(ready.status().as_u16(), 200);
+        while seen.len() < 3 {
+            assert!(Instant::now() < deadline, "no recovery: {seen:?}");
+            if let Some(p) = password() {
+                if !seen.contains(&p) {
+                    seen.push(p);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let lease = kube
+            .get(
+                "coordination.k8s.io/leases",
+                "kube-system",
+                "aliyun-acr-credential-helper",
+            )
+            .expect("the Lease");
+        assert_eq!(lease["spec"]["holderIdentity"], "test-replica");
+        let pid = child.id().unwrap();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .expect("stops on SIGTERM")
+            .unwrap();
+        assert!(status.success(), "{status:?}");
+        let log = log.await.unwrap();
+        assert!(
+            log.contains("reconciled") && log.contains("became the leader"),
+            "{log}"
+        );
+        assert!(
+            log.contains("registry credentials unavailable"),
+            "the outage is logged: {log}"
+        );
+        assert!(!log.contains("test-secret"), "AccessKey secret in the log");
+        for (password, auth) in &seen {
+            assert!(
+                !log.contains(password.as_str()),
+                "a registry password in the log"
+            );
+            assert!(!log.contains(auth.as_str()), "an auth value in the log");
+        }
+        let lease = kube
+            .get(
+                "coordination.k8s.io/leases",
+                "kube-system",
+                "aliyun-acr-credential-helper",
+            )
+            .unwrap();
+        assert!(
+            lease["spec"]["holderIdentity"].is_null(),
+            "released on SIGTERM: {lease}"
+        );
     }
 
     #[tokio::test]
