@@ -29,6 +29,7 @@ use crate::plan::{
     content_digest, plan, ClusterSnapshot, NamespaceInfo, SecretInfo, ServiceAccountInfo,
     MANAGED_BY_LABEL, MANAGED_BY_VALUE, MANAGED_ENTRIES_ANNOTATION, SKIP_ANNOTATION,
 };
+use crate::webhook::{LiveContext, WebhookSettings};
 
 /// Tokens due within this long of each other are renewed in the same pass. Tokens fetched in the
 /// same pass are due milliseconds apart (their caches have no jitter), so a second is plenty,
@@ -57,6 +58,10 @@ pub struct ControllerSettings {
     /// the base identity again for this `tokenMode` when they change; `None`: the identity in
     /// `sources` is kept for the controller's lifetime.
     pub identity_refresh: Option<TokenMode>,
+    /// Where the admission webhook is served: with it, the controller keeps the
+    /// MutatingWebhookConfiguration in line with `webhook-configuration` (created when
+    /// enabled, updated on policy/timeout edits, deleted when disabled).
+    pub webhook: Option<WebhookSettings>,
 }
 
 impl ControllerSettings {
@@ -71,6 +76,7 @@ impl ControllerSettings {
             resync: Duration::from_secs(300),
             leader_election: None,
             identity_refresh: None,
+            webhook: None,
         }
     }
 }
@@ -299,6 +305,7 @@ pub struct Controller {
     settings: ControllerSettings,
     recorder: Recorder,
     ops: Ops,
+    webhook_context: Arc<LiveContext>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -322,6 +329,8 @@ struct Live {
     sources: Option<RegistrySources>,
     credentials_failed: Option<String>,
     not_ours: BTreeSet<(String, String)>,
+    /// The MutatingWebhookConfiguration last written (`Some(None)`: made sure there is none).
+    webhook_applied: Option<Option<serde_json::Value>>,
 }
 
 impl Controller {
@@ -340,7 +349,14 @@ impl Controller {
             settings,
             recorder,
             ops,
+            webhook_context: Arc::new(LiveContext::default()),
         }
+    }
+
+    /// What the admission webhook answers with: this controller's live configuration and
+    /// namespaces (pass it to [`crate::webhook::serve`]).
+    pub fn webhook_context(&self) -> Arc<LiveContext> {
+        self.webhook_context.clone()
     }
 
     /// The metrics and health this controller reports (serve them with [`crate::ops::serve`]).
@@ -490,6 +506,8 @@ impl Controller {
             }
         }
         tracing::info!("watches synced");
+        self.webhook_context
+            .attach(configmaps.clone(), namespaces.clone());
         self.ops.health.set_synced(true);
 
         let mut live = Live {
@@ -502,6 +520,7 @@ impl Controller {
             sources: None,
             credentials_failed: None,
             not_ours: BTreeSet::new(),
+            webhook_applied: None,
         };
         let mut next_renewal = tokio::time::Instant::now();
         let mut was_leader = false;
@@ -522,9 +541,11 @@ impl Controller {
                 self.ops.metrics.leader.set(1);
                 // Start from what the cluster holds now; tokens are fetched again if due.
                 live.not_ours.clear();
+                live.webhook_applied = None;
             }
             self.refresh_identity(&credential_stores, &mut live).await;
             self.load_config(&configmaps, &mut live).await;
+            self.sync_webhook_configuration(&mut live).await;
             let credentials = self.credentials(&mut live).await;
             next_renewal = live
                 .sources
@@ -610,6 +631,66 @@ impl Controller {
             Err(e) => {
                 tracing::error!(error = %e, "credential Secrets changed but no base identity could be chosen; keeping the current one");
                 live.credential_secrets = versions;
+            }
+        }
+    }
+
+    /// Keeps the MutatingWebhookConfiguration as `webhook-configuration` asks; written only
+    /// when it changes.
+    async fn sync_webhook_configuration(&self, live: &mut Live) {
+        use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+        let Some(settings) = &self.settings.webhook else {
+            return;
+        };
+        let desired = live.config.webhook.enabled.then(|| {
+            crate::webhook::configuration(
+                &live.config.webhook,
+                settings.client_config.clone(),
+                &settings.ca_pem,
+            )
+        });
+        if live.webhook_applied.as_ref() == Some(&desired) || self.settings.dry_run {
+            return;
+        }
+        let api: Api<MutatingWebhookConfiguration> = Api::all(self.client.clone());
+        let name = crate::webhook::CONFIGURATION_NAME;
+        let result: Result<(), kube::Error> = async {
+            let current = api.get_opt(name).await?;
+            match (&desired, current) {
+                (Some(d), None) => {
+                    let obj: MutatingWebhookConfiguration = serde_json::from_value(d.clone())
+                        .map_err(kube::Error::SerdeError)?;
+                    api.create(&kube::api::PostParams::default(), &obj).await?;
+                    tracing::info!(%name, "created the MutatingWebhookConfiguration");
+                }
+                (Some(d), Some(cur)) => {
+                    let mut obj: MutatingWebhookConfiguration =
+                        serde_json::from_value(d.clone()).map_err(kube::Error::SerdeError)?;
+                    obj.metadata.resource_version = cur.metadata.resource_version.clone();
+                    api.replace(name, &kube::api::PostParams::default(), &obj).await?;
+                    tracing::info!(%name, "updated the MutatingWebhookConfiguration");
+                }
+                (None, Some(cur)) => {
+                    let ours = cur
+                        .metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(MANAGED_BY_LABEL))
+                        .is_some_and(|v| v == MANAGED_BY_VALUE);
+                    if ours {
+                        api.delete(name, &kube::api::DeleteParams::default()).await?;
+                        tracing::info!(%name, "webhook disabled: deleted the MutatingWebhookConfiguration");
+                    }
+                }
+                (None, None) => {}
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => live.webhook_applied = Some(desired),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not update the MutatingWebhookConfiguration; will retry")
             }
         }
     }

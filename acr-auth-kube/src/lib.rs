@@ -4,6 +4,7 @@
 //! - [`apply`]: executes a write with its concurrency control.
 //! - [`controller`]: watches, live configuration, credentials, and plan + apply on every change.
 //! - [`leader`]: leader election on a Lease (one writer among replicas).
+//! - [`webhook`]: the mutating admission webhook (handler, certificates, HTTPS server).
 //! - [`ops`]: Prometheus metrics, health and readiness, and their HTTP endpoint.
 
 pub mod apply;
@@ -13,5 +14,6 @@ pub mod identity;
 pub mod leader;
 pub mod ops;
 pub mod plan;
+pub mod webhook;
 
 pub use acr_auth_core as core;

@@ -323,3 +323,177 @@ async fn a_fixed_credential_secret_is_picked_up_without_a_restart() {
     .await;
     running.stop().await;
 }
+
+/// The webhook end to end: the fake API server calls it over HTTPS on ServiceAccount CREATE,
+/// trusting the caBundle the controller wrote; `webhook-configuration` edits apply live; the
+/// failure policy decides what happens when the webhook is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_serves_new_service_accounts_and_honours_the_failure_policy() {
+    use acr_auth_kube::webhook::{self, WebhookSettings};
+
+    let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
+    let kube = FakeKube::start().await.unwrap();
+    assert_eq!(
+        post(
+            &kube,
+            "/api/v1/namespaces",
+            json!({"metadata": {"name": "dev"}})
+        )
+        .await,
+        201
+    );
+    let pe = "- instanceId: \"\"\n";
+    put_config(
+        &kube,
+        json!({"watch-namespace": "dev", "service-account": "*", "acr-registry-info": pe,
+               "webhook-configuration": "enable: true\nfailure-policy: Fail\ntimeout-seconds: 2\n"}),
+    )
+    .await;
+    let kube_client = client(&kube, "controller");
+    let now = acr_auth_core::time::Clock::now(&acr_auth_core::time::SystemClock);
+    let cert = webhook::ensure_certificate(
+        &kube_client,
+        "kube-system",
+        &["aliyun-acr-credential-helper.kube-system.svc".into()],
+        &["127.0.0.1".parse().unwrap()],
+        now,
+    )
+    .await
+    .unwrap();
+    assert!(kube
+        .get("secrets", "kube-system", webhook::CERT_SECRET)
+        .is_some());
+    // A second replica reads the same certificate instead of making its own.
+    let again = webhook::ensure_certificate(&kube_client, "kube-system", &[], &[], now)
+        .await
+        .unwrap();
+    assert_eq!(again.ca_pem, cert.ca_pem);
+
+    let mut s = settings(&cloud);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    s.webhook = Some(WebhookSettings {
+        client_config: json!({"url": format!("https://127.0.0.1:{port}{}", webhook::PATH)}),
+        ca_pem: cert.ca_pem.clone(),
+    });
+    let running = start_with(kube_client, s);
+    // The controller is reachable through its context once its watches run.
+    let controller_context = running.webhook_context.clone();
+    let (stop_hook, hook_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (_, hook) = webhook::serve(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        &cert,
+        controller_context,
+        async move {
+            let _ = hook_stopped.await;
+        },
+    )
+    .await
+    .unwrap();
+    eventually("the MutatingWebhookConfiguration", || {
+        kube.get(
+            "admissionregistration.k8s.io/mutatingwebhookconfigurations",
+            "",
+            webhook::CONFIGURATION_NAME,
+        )
+        .is_some()
+    })
+    .await;
+    eventually("dev served", || secret_hosts(&kube, "dev").is_some()).await;
+
+    // The object the API server returns for the create already carries our entry.
+    let created: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/api/v1/namespaces/dev/serviceaccounts", kube.url()))
+        .json(&json!({"metadata": {"name": "helm-release"}, "imagePullSecrets": [{"name": "theirs"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        created["imagePullSecrets"],
+        json!([{"name": "theirs"}, {"name": OURS}]),
+        "{created}"
+    );
+    assert_eq!(kube.webhook_calls().len(), 1);
+    // Outside the watched namespaces nothing changes.
+    let other: serde_json::Value = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v1/namespaces/kube-public/serviceaccounts",
+            kube.url()
+        ))
+        .json(&json!({"metadata": {"name": "other"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(other["imagePullSecrets"].is_null(), "{other}");
+
+    // The webhook goes down: failurePolicy Fail refuses the ServiceAccount...
+    let _ = stop_hook.send(());
+    hook.await.unwrap();
+    let refused = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v1/namespaces/dev/serviceaccounts",
+            kube.url()
+        ))
+        .json(&json!({"metadata": {"name": "while-down"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 500);
+    let text = refused.text().await.unwrap();
+    assert!(text.contains("failed calling webhook"), "{text}");
+
+    // ...and after a live edit to Ignore, the ServiceAccount is admitted (the controller then
+    // adds the entry itself).
+    put_config(
+        &kube,
+        json!({"watch-namespace": "dev", "service-account": "*", "acr-registry-info": pe,
+               "webhook-configuration": "enable: true\nfailure-policy: Ignore\ntimeout-seconds: 2\n"}),
+    )
+    .await;
+    eventually("failurePolicy Ignore", || {
+        kube.get(
+            "admissionregistration.k8s.io/mutatingwebhookconfigurations",
+            "",
+            webhook::CONFIGURATION_NAME,
+        )
+        .is_some_and(|c| c["webhooks"][0]["failurePolicy"] == "Ignore")
+    })
+    .await;
+    assert_eq!(
+        post(
+            &kube,
+            "/api/v1/namespaces/dev/serviceaccounts",
+            json!({"metadata": {"name": "while-down"}})
+        )
+        .await,
+        201
+    );
+    eventually("the controller serves it", || {
+        sa_entries(&kube, "dev", "while-down") == [OURS]
+    })
+    .await;
+
+    // Disabling the webhook removes the configuration.
+    put_config(
+        &kube,
+        json!({"watch-namespace": "dev", "service-account": "*", "acr-registry-info": pe}),
+    )
+    .await;
+    eventually("configuration deleted", || {
+        kube.get(
+            "admissionregistration.k8s.io/mutatingwebhookconfigurations",
+            "",
+            webhook::CONFIGURATION_NAME,
+        )
+        .is_none()
+    })
+    .await;
+    running.stop().await;
+}

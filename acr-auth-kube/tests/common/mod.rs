@@ -82,6 +82,8 @@ pub struct Running {
     handle: tokio::task::JoinHandle<Result<(), acr_auth_kube::controller::ControllerError>>,
     /// The controller's metrics and health.
     pub ops: acr_auth_kube::ops::Ops,
+    /// What its admission webhook answers with.
+    pub webhook_context: Arc<acr_auth_kube::webhook::LiveContext>,
 }
 
 impl Running {
@@ -136,6 +138,7 @@ pub fn start_with(client: kube::Client, settings: ControllerSettings) -> Running
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let controller = Controller::new(client, settings);
     let ops = controller.ops();
+    let webhook_context = controller.webhook_context();
     let handle = tokio::spawn(controller.run(async {
         let _ = stopped.await;
     }));
@@ -143,6 +146,7 @@ pub fn start_with(client: kube::Client, settings: ControllerSettings) -> Running
         stop: Some(stop),
         handle,
         ops,
+        webhook_context,
     }
 }
 

@@ -126,6 +126,11 @@ pub(crate) fn create_namespace_object(shared: &Shared, name: &str) -> Value {
     ns
 }
 
+/// A new object uid.
+pub(crate) fn new_uid() -> String {
+    uuid()
+}
+
 fn uuid() -> String {
     let a = random_suffix(8);
     format!("{a}-0000-4000-8000-{}", random_suffix(12))
@@ -257,7 +262,7 @@ pub(crate) async fn handle(
             };
             watch(shared.clone(), route, &q, labels, fields)
         }
-        "create" => create(shared, req, route, &q),
+        "create" => create(shared, req, route, &q).await,
         "update" | "patch" => {
             let name = route.name.clone().unwrap_or_default();
             let mut store = shared.store();
@@ -387,7 +392,7 @@ pub(crate) async fn handle(
     }
 }
 
-fn create(
+async fn create(
     shared: &Arc<Shared>,
     req: &KubeRequest,
     route: &Route,
@@ -455,6 +460,18 @@ fn create(
     }
     if r.plural == "namespaces" {
         return json_response(201, &create_namespace_object(shared, &name));
+    }
+    if r.plural == "serviceaccounts" {
+        let user = req
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let ns = route.namespace.clone().unwrap_or_default();
+        obj = match super::admission::mutate(shared, r, &ns, user, obj).await {
+            Ok(o) => o,
+            Err(refused) => return refused,
+        };
     }
     if let Some(m) = obj["metadata"].as_object_mut() {
         m.remove("resourceVersion");

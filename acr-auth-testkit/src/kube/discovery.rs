@@ -65,19 +65,25 @@ fn openapi_v3(group: &str, version: &str) -> Value {
     json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.0-acr-auth-fake"}, "paths": paths})
 }
 
+/// The API groups served besides the core group.
+const GROUPS: &[&str] = &[
+    "coordination.k8s.io",
+    "events.k8s.io",
+    "admissionregistration.k8s.io",
+];
+
+fn group(name: &str) -> Value {
+    json!({
+        "name": name,
+        "versions": [{"groupVersion": format!("{name}/v1"), "version": "v1"}],
+        "preferredVersion": {"groupVersion": format!("{name}/v1"), "version": "v1"},
+    })
+}
+
 /// The document at `path`, if it is a discovery path.
 pub fn document(path: &str, host: &str) -> Option<Value> {
-    let coordination = json!({
-        "name": "coordination.k8s.io",
-        "versions": [{"groupVersion": "coordination.k8s.io/v1", "version": "v1"}],
-        "preferredVersion": {"groupVersion": "coordination.k8s.io/v1", "version": "v1"},
-    });
-    let events = json!({
-        "name": "events.k8s.io",
-        "versions": [{"groupVersion": "events.k8s.io/v1", "version": "v1"}],
-        "preferredVersion": {"groupVersion": "events.k8s.io/v1", "version": "v1"},
-    });
-    Some(match path.trim_end_matches('/') {
+    let path = path.trim_end_matches('/');
+    Some(match path {
         "/version" => json!({
             "major": "1", "minor": "32", "gitVersion": "v1.32.0-acr-auth-fake", "gitCommit": "0000000",
             "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.23",
@@ -89,24 +95,40 @@ pub fn document(path: &str, host: &str) -> Option<Value> {
         }),
         "/api/v1" => resource_list("", "v1"),
         "/apis" => {
-            json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [coordination, events]})
+            let groups: Vec<Value> = GROUPS.iter().map(|g| group(g)).collect();
+            json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
         }
-        "/apis/coordination.k8s.io" => {
-            let mut g = coordination;
-            g["kind"] = json!("APIGroup");
-            g["apiVersion"] = json!("v1");
-            g
+        "/openapi/v3" => {
+            let mut paths = serde_json::Map::new();
+            paths.insert(
+                "api/v1".into(),
+                json!({"serverRelativeURL": "/openapi/v3/api/v1?hash=fake1"}),
+            );
+            for g in GROUPS {
+                paths.insert(
+                    format!("apis/{g}/v1"),
+                    json!({"serverRelativeURL": format!("/openapi/v3/apis/{g}/v1?hash=fake1")}),
+                );
+            }
+            json!({"paths": paths})
         }
-        "/apis/coordination.k8s.io/v1" => resource_list("coordination.k8s.io", "v1"),
-        "/apis/events.k8s.io/v1" => resource_list("events.k8s.io", "v1"),
-        "/openapi/v3" => json!({"paths": {
-            "api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=fake1"},
-            "apis/coordination.k8s.io/v1": {"serverRelativeURL": "/openapi/v3/apis/coordination.k8s.io/v1?hash=fake1"},
-            "apis/events.k8s.io/v1": {"serverRelativeURL": "/openapi/v3/apis/events.k8s.io/v1?hash=fake1"},
-        }}),
         "/openapi/v3/api/v1" => openapi_v3("", "v1"),
-        "/openapi/v3/apis/coordination.k8s.io/v1" => openapi_v3("coordination.k8s.io", "v1"),
-        "/openapi/v3/apis/events.k8s.io/v1" => openapi_v3("events.k8s.io", "v1"),
-        _ => return None,
+        _ => {
+            let g = GROUPS.iter().find(|g| {
+                path == format!("/apis/{g}")
+                    || path == format!("/apis/{g}/v1")
+                    || path == format!("/openapi/v3/apis/{g}/v1")
+            })?;
+            if path.starts_with("/openapi") {
+                openapi_v3(g, "v1")
+            } else if path.ends_with("/v1") {
+                resource_list(g, "v1")
+            } else {
+                let mut doc = group(g);
+                doc["kind"] = json!("APIGroup");
+                doc["apiVersion"] = json!("v1");
+                doc
+            }
+        }
     })
 }

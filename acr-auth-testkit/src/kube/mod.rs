@@ -10,6 +10,7 @@
 // Handlers return the finished HTTP error response as their `Err` (as in the fake cloud).
 #![allow(clippy::result_large_err)]
 
+mod admission;
 mod api;
 mod discovery;
 mod selector;
@@ -63,11 +64,19 @@ pub(crate) struct Shared {
     close_watches: tokio::sync::watch::Sender<u64>,
     faults: Mutex<VecDeque<Fault>>,
     requests: Mutex<Vec<RequestRecord>>,
+    webhook_calls: Mutex<Vec<String>>,
     bookmark_interval: Duration,
     addr: Mutex<String>,
 }
 
 impl Shared {
+    pub(crate) fn record_webhook_call(&self, name: &str) {
+        self.webhook_calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(name.to_owned());
+    }
+
     pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
         self.store.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -121,6 +130,7 @@ impl FakeKube {
             close_watches: tokio::sync::watch::channel(0).0,
             faults: Mutex::new(VecDeque::new()),
             requests: Mutex::new(Vec::new()),
+            webhook_calls: Mutex::new(Vec::new()),
             bookmark_interval,
             addr: Mutex::new(addr.to_string()),
         });
@@ -147,6 +157,15 @@ impl FakeKube {
             shared,
             shutdown: Some(tx),
         })
+    }
+
+    /// The admission webhooks called so far, by name, in order.
+    pub fn webhook_calls(&self) -> Vec<String> {
+        self.shared
+            .webhook_calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// `http://127.0.0.1:PORT`.

@@ -109,6 +109,16 @@ pub const RESOURCES: &[ResourceType] = &[
         key: "events.k8s.io/events",
         short_names: &[],
     },
+    ResourceType {
+        plural: "mutatingwebhookconfigurations",
+        singular: "mutatingwebhookconfiguration",
+        kind: "MutatingWebhookConfiguration",
+        group: "admissionregistration.k8s.io",
+        version: "v1",
+        namespaced: false,
+        key: "admissionregistration.k8s.io/mutatingwebhookconfigurations",
+        short_names: &[],
+    },
 ];
 
 /// Finds a resource by group and plural.
