@@ -462,6 +462,11 @@ mod controller {
             .local_addr()
             .unwrap()
             .port();
+        let webhook_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut cmd = tokio::process::Command::new(BIN);
         cmd.args([
             "run",
@@ -470,6 +475,10 @@ mod controller {
             "test-replica",
             "--metrics-addr",
             &format!("127.0.0.1:{port}"),
+            "--webhook-addr",
+            &format!("127.0.0.1:{webhook_port}"),
+            "--webhook-url",
+            &format!("https://127.0.0.1:{webhook_port}/mutate-serviceaccounts"),
         ])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())

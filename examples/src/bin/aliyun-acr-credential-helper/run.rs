@@ -9,6 +9,7 @@ use acr_auth_kube::controller::{Controller, ControllerSettings};
 use acr_auth_kube::identity::{resolve_base_identity, resolve_region};
 use acr_auth_kube::leader::LeaseSettings;
 use acr_auth_kube::ops::serve;
+use acr_auth_kube::webhook::{self, WebhookCertificate, WebhookSettings};
 use clap::Args;
 
 #[derive(Debug, Args)]
@@ -44,6 +45,66 @@ pub struct RunArgs {
     /// This replica's identity in the Lease (default: POD_NAME, else the host name and pid).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// Serve the admission webhook (HTTPS) on this address, for example `0.0.0.0:9443`, and
+    /// keep the MutatingWebhookConfiguration in line with `webhook-configuration`.
+    #[arg(long, env = "ACR_AUTH_WEBHOOK_ADDR")]
+    webhook_addr: Option<std::net::SocketAddr>,
+    /// The Service in front of the webhook (in the pod's namespace).
+    #[arg(long, default_value = "aliyun-acr-credential-helper")]
+    webhook_service: String,
+    /// The Service port the API server calls.
+    #[arg(long, default_value_t = 443)]
+    webhook_service_port: u16,
+    /// Read `ca.crt`, `tls.crt` and `tls.key` from this directory (a mounted Secret) instead of
+    /// generating a certificate and keeping it in a Secret.
+    #[arg(long)]
+    webhook_cert_dir: Option<std::path::PathBuf>,
+    /// Call the webhook at this URL instead of through the Service (outside a cluster).
+    #[arg(long)]
+    webhook_url: Option<String>,
+}
+
+/// The webhook's certificate and where the API server reaches it.
+async fn webhook_setup(
+    args: &RunArgs,
+    client: &kube::Client,
+    namespace: &str,
+    env: &ProviderEnv,
+) -> Result<(WebhookCertificate, WebhookSettings), String> {
+    let service = &args.webhook_service;
+    let certificate = match &args.webhook_cert_dir {
+        Some(dir) => {
+            let read = |f: &str| {
+                std::fs::read_to_string(dir.join(f))
+                    .map_err(|e| format!("webhook certificate {}: {e}", dir.join(f).display()))
+            };
+            WebhookCertificate::from_pem(read("ca.crt")?, read("tls.crt")?, read("tls.key")?)
+                .map_err(|e| e.to_string())?
+        }
+        None => {
+            let dns = vec![
+                service.clone(),
+                format!("{service}.{namespace}"),
+                format!("{service}.{namespace}.svc"),
+                format!("{service}.{namespace}.svc.cluster.local"),
+            ];
+            webhook::ensure_certificate(client, namespace, &dns, &[], env.clock().now())
+                .await
+                .map_err(|e| e.to_string())?
+        }
+    };
+    let client_config = match &args.webhook_url {
+        Some(url) => serde_json::json!({ "url": url }),
+        None => serde_json::json!({"service": {
+            "name": service, "namespace": namespace, "path": webhook::PATH,
+            "port": args.webhook_service_port,
+        }}),
+    };
+    let settings = WebhookSettings {
+        client_config,
+        ca_pem: certificate.ca_pem.clone(),
+    };
+    Ok((certificate, settings))
 }
 
 /// The host name, for a replica identity outside a pod.
@@ -105,13 +166,21 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
     let shutdown = shutdown_signal();
     let client = client().await?;
     let env = ProviderEnv::process();
-    let region = resolve_region(args.region, &env)
+    let region = resolve_region(args.region.clone(), &env)
         .await
         .map_err(|e| e.to_string())?;
     let identity = resolve_base_identity(&client, args.token_mode, &env)
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(source = ?identity.source, reason = %identity.reason, %region, "base identity");
+    let own_namespace = args
+        .lease_namespace
+        .clone()
+        .unwrap_or_else(|| args.config_namespace.clone());
+    let webhook = match args.webhook_addr {
+        Some(_) => Some(webhook_setup(&args, &client, &own_namespace, &env).await?),
+        None => None,
+    };
     let settings = ControllerSettings {
         config_namespace: args.config_namespace.clone(),
         config_name: args.config_name,
@@ -125,11 +194,10 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
         },
         dry_run: args.dry_run,
         resync: Duration::from_secs(300),
+        webhook: webhook.as_ref().map(|(_, s)| s.clone()),
         leader_election: args.leader_elect.then(|| {
             LeaseSettings::new(
-                args.lease_namespace
-                    .clone()
-                    .unwrap_or_else(|| args.config_namespace.clone()),
+                own_namespace.clone(),
                 args.lease_name.clone(),
                 args.identity
                     .clone()
@@ -151,7 +219,28 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
         }
         None => None,
     };
+    let (stop_webhook, webhook_stopped) = tokio::sync::oneshot::channel::<()>();
+    let webhook_task = match (args.webhook_addr, &webhook) {
+        (Some(addr), Some((certificate, _))) => {
+            let (_, task) = webhook::serve(
+                addr,
+                certificate,
+                controller.webhook_context(),
+                async move {
+                    let _ = webhook_stopped.await;
+                },
+            )
+            .await
+            .map_err(|e| format!("cannot serve the webhook on {addr}: {e}"))?;
+            Some(task)
+        }
+        _ => None,
+    };
     let result = controller.run(shutdown).await.map_err(|e| e.to_string());
+    let _ = stop_webhook.send(());
+    if let Some(t) = webhook_task {
+        let _ = t.await;
+    }
     let _ = stop_ops.send(());
     if let Some(t) = ops_task {
         let _ = t.await;
