@@ -27,7 +27,7 @@ struct Cli {
 enum Command {
     /// Run the controller (kubeconfig or in-cluster): keep pull Secrets and ServiceAccount
     /// entries in every watched namespace, renewed before they expire.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Remove every Secret and ServiceAccount entry the controller wrote, cluster-wide.
     Cleanup(run::CleanupArgs),
     /// Print a temporary registry credential for an ACR instance.
@@ -76,7 +76,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => run::run(args).await,
+            Command::Run(args) => run::run(*args).await,
             Command::Cleanup(args) => run::cleanup(args).await,
             Command::Token(args) => token::run(args).await,
             Command::CheckConfig(args) => check_config::run(args),
