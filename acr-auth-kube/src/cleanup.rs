@@ -71,3 +71,42 @@ pub async fn cleanup(client: &Client, dry_run: bool) -> Result<CleanupReport, ku
     }
     Ok(report)
 }
+
+/// Records a Normal `Cleanup` Event on the configuration ConfigMap with what `report` removed.
+pub async fn record_cleanup_event(
+    client: &Client,
+    config_namespace: &str,
+    config_name: &str,
+    report: &CleanupReport,
+) -> Result<(), kube::Error> {
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "aliyun-acr-credential-helper".into(),
+            instance: None,
+        },
+    );
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("ConfigMap".into()),
+        name: Some(config_name.to_owned()),
+        namespace: Some(config_namespace.to_owned()),
+        ..Default::default()
+    };
+    recorder
+        .publish(
+            &Event {
+                type_: EventType::Normal,
+                reason: "Cleanup".into(),
+                note: Some(format!(
+                    "removed {} Secrets and our entries from {} ServiceAccounts",
+                    report.secrets_deleted, report.service_accounts_patched
+                )),
+                action: "Cleanup".into(),
+                secondary: None,
+            },
+            &reference,
+        )
+        .await
+}

@@ -45,6 +45,8 @@ pub struct RequestRecord {
     pub resource: String,
     /// Namespace, for namespaced requests.
     pub namespace: Option<String>,
+    /// The object's name, for requests on one object.
+    pub name: Option<String>,
     /// The user: this fake authenticates every bearer token as the user of that name
     /// (`fake-token` in [`FakeKube::kubeconfig`]); `None` without one.
     pub user: Option<String>,
@@ -344,6 +346,7 @@ async fn dispatch(
             group: route.resource.group.to_owned(),
             resource: route.resource.plural.to_owned(),
             namespace: route.namespace.clone(),
+            name: route.name.clone(),
             user: req
                 .headers
                 .get("authorization")

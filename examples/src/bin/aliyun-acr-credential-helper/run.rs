@@ -253,6 +253,18 @@ pub async fn cleanup(args: CleanupArgs) -> Result<(), String> {
     let report = acr_auth_kube::cleanup::cleanup(&client, args.dry_run)
         .await
         .map_err(|e| e.to_string())?;
+    if !args.dry_run {
+        if let Err(e) = acr_auth_kube::cleanup::record_cleanup_event(
+            &client,
+            "kube-system",
+            "acr-configuration",
+            &report,
+        )
+        .await
+        {
+            tracing::warn!(error = %e, "could not record the Cleanup Event");
+        }
+    }
     println!(
         "{}{} Secrets deleted, our entries removed from {} ServiceAccounts",
         if args.dry_run { "dry run: " } else { "" },
