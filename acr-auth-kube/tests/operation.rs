@@ -433,6 +433,26 @@ async fn the_webhook_serves_new_service_accounts_and_honours_the_failure_policy(
         .unwrap();
     assert!(other["imagePullSecrets"].is_null(), "{other}");
 
+    // A malformed review gets HTTP 400 with the reason, and the server keeps serving.
+    let https = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.ca_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let bad = https
+        .post(format!("https://127.0.0.1:{port}{}", webhook::PATH))
+        .header("content-type", "application/json")
+        .body(r#"{"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    assert!(bad
+        .text()
+        .await
+        .unwrap()
+        .contains("expected an admission.k8s.io/v1 AdmissionReview"));
+
     // The webhook goes down: failurePolicy Fail refuses the ServiceAccount...
     let _ = stop_hook.send(());
     hook.await.unwrap();

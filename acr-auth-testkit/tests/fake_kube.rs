@@ -611,3 +611,90 @@ async fn faults_and_the_request_log() {
     let (code, _) = api.send("GET", "/api/v1/pods", "", None).await;
     assert_eq!(code, 404, "unserved resources are not found");
 }
+
+/// A webhook that never answers: the fake gives up after `timeoutSeconds` and follows the
+/// failure policy (`Fail` refuses the ServiceAccount, `Ignore` admits it unchanged).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_webhooks_time_out_and_follow_their_failure_policy() {
+    let kube = FakeKube::start().await.unwrap();
+    // Accepts connections and never says a word.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}/mutate", silent.local_addr().unwrap());
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = silent.accept().await {
+            held.push(conn);
+        }
+    });
+    let http = reqwest::Client::new();
+    let configure = |policy: &str| {
+        json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+               "metadata": {"name": "slow"},
+               "webhooks": [{"name": "slow.example.com", "failurePolicy": policy, "timeoutSeconds": 1,
+                             "sideEffects": "None", "admissionReviewVersions": ["v1"],
+                             "clientConfig": {"url": url},
+                             "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                                        "resources": ["serviceaccounts"]}]}]})
+    };
+    let configs = format!(
+        "{}/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
+        kube.url()
+    );
+    let r = http
+        .post(&configs)
+        .json(&configure("Fail"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let create = |name: &str| {
+        http.post(format!(
+            "{}/api/v1/namespaces/default/serviceaccounts",
+            kube.url()
+        ))
+        .json(&json!({"metadata": {"name": name}}))
+        .send()
+    };
+    let started = std::time::Instant::now();
+    let refused = create("first").await.unwrap();
+    let waited = started.elapsed();
+    assert_eq!(refused.status().as_u16(), 500);
+    let body: Value = refused.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("failed calling webhook \"slow.example.com\": context deadline exceeded"),
+        "{body}"
+    );
+    assert!(
+        waited >= Duration::from_secs(1),
+        "the timeout was honoured: {waited:?}"
+    );
+    assert!(kube.get("serviceaccounts", "default", "first").is_none());
+
+    // Ignore: admitted unchanged after the timeout.
+    let current = kube
+        .get(
+            "admissionregistration.k8s.io/mutatingwebhookconfigurations",
+            "",
+            "slow",
+        )
+        .unwrap();
+    let mut ignore = configure("Ignore");
+    ignore["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+    let r = http
+        .put(format!("{configs}/slow"))
+        .json(&ignore)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let admitted = create("second").await.unwrap();
+    assert_eq!(admitted.status().as_u16(), 201);
+    assert_eq!(
+        kube.webhook_calls(),
+        ["slow.example.com", "slow.example.com"]
+    );
+    holder.abort();
+}
