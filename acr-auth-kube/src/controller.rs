@@ -26,8 +26,9 @@ use crate::identity::{resolve_base_identity, ADDON_SECRET, MANAGED_ROLE_SECRET};
 use crate::leader::{LeaderElector, Leadership, LeaseSettings};
 use crate::ops::{FailureLabels, Ops, RegistryLabels, ResultLabels, WriteLabels};
 use crate::plan::{
-    content_digest, plan, ClusterSnapshot, NamespaceInfo, SecretInfo, ServiceAccountInfo,
-    MANAGED_BY_LABEL, MANAGED_BY_VALUE, MANAGED_ENTRIES_ANNOTATION, SKIP_ANNOTATION,
+    content_digest, parse_managed_entries, plan, ClusterSnapshot, NamespaceInfo, SecretInfo,
+    ServiceAccountInfo, MANAGED_BY_LABEL, MANAGED_BY_VALUE, MANAGED_ENTRIES_ANNOTATION,
+    SKIP_ANNOTATION,
 };
 use crate::webhook::{LiveContext, WebhookSettings};
 
@@ -257,13 +258,7 @@ fn snapshot(
                 .annotations
                 .as_ref()
                 .and_then(|a| a.get(MANAGED_ENTRIES_ANNOTATION))
-                .map(|v| {
-                    v.split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                })
+                .map(|v| parse_managed_entries(v))
                 .unwrap_or_default(),
         });
     }

@@ -88,14 +88,18 @@ pub const MANAGED_ENTRIES_ANNOTATION: &str =
 pub fn managed_entries(service_account: &Value) -> Vec<String> {
     service_account["metadata"]["annotations"][MANAGED_ENTRIES_ANNOTATION]
         .as_str()
-        .map(|v| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
+        .map(parse_managed_entries)
         .unwrap_or_default()
+}
+
+/// The entry names in a value of [`MANAGED_ENTRIES_ANNOTATION`] (comma-separated).
+pub fn parse_managed_entries(annotation: &str) -> Vec<String> {
+    annotation
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// JSON pointer of the annotation (`/` escaped as `~1`).

@@ -437,15 +437,8 @@ async fn service_account_registry_and_secret_name_edits_converge() {
     })
     .await;
     let created = Instant::now();
-    assert_eq!(
-        post(
-            &kube,
-            "/api/v1/namespaces/dev/serviceaccounts",
-            json!({"metadata": {"name": "fresh"}})
-        )
-        .await,
-        201
-    );
+    let (status, _) = create_service_account(&kube, "dev", "fresh", json!({})).await;
+    assert_eq!(status, 201);
     eventually("the new SA served", || {
         sa_entries(&kube, "dev", "fresh") == [OURS]
     })

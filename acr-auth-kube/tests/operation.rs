@@ -392,26 +392,19 @@ async fn the_webhook_serves_new_service_accounts_and_honours_the_failure_policy(
     .await
     .unwrap();
     eventually("the MutatingWebhookConfiguration", || {
-        kube.get(
-            "admissionregistration.k8s.io/mutatingwebhookconfigurations",
-            "",
-            webhook::CONFIGURATION_NAME,
-        )
-        .is_some()
+        webhook_configuration(&kube).is_some()
     })
     .await;
     eventually("dev served", || secret_hosts(&kube, "dev").is_some()).await;
 
     // The object the API server returns for the create already carries our entry.
-    let created: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/api/v1/namespaces/dev/serviceaccounts", kube.url()))
-        .json(&json!({"metadata": {"name": "helm-release"}, "imagePullSecrets": [{"name": "theirs"}]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, created) = create_service_account(
+        &kube,
+        "dev",
+        "helm-release",
+        json!({"imagePullSecrets": [{"name": "theirs"}]}),
+    )
+    .await;
     assert_eq!(
         created["imagePullSecrets"],
         json!([{"name": "theirs"}, {"name": OURS}]),
@@ -419,18 +412,7 @@ async fn the_webhook_serves_new_service_accounts_and_honours_the_failure_policy(
     );
     assert_eq!(kube.webhook_calls().len(), 1);
     // Outside the watched namespaces nothing changes.
-    let other: serde_json::Value = reqwest::Client::new()
-        .post(format!(
-            "{}/api/v1/namespaces/kube-public/serviceaccounts",
-            kube.url()
-        ))
-        .json(&json!({"metadata": {"name": "other"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, other) = create_service_account(&kube, "kube-public", "other", json!({})).await;
     assert!(other["imagePullSecrets"].is_null(), "{other}");
 
     // A malformed review gets HTTP 400 with the reason, and the server keeps serving.
@@ -456,18 +438,14 @@ async fn the_webhook_serves_new_service_accounts_and_honours_the_failure_policy(
     // The webhook goes down: failurePolicy Fail refuses the ServiceAccount...
     let _ = stop_hook.send(());
     hook.await.unwrap();
-    let refused = reqwest::Client::new()
-        .post(format!(
-            "{}/api/v1/namespaces/dev/serviceaccounts",
-            kube.url()
-        ))
-        .json(&json!({"metadata": {"name": "while-down"}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status().as_u16(), 500);
-    let text = refused.text().await.unwrap();
-    assert!(text.contains("failed calling webhook"), "{text}");
+    let (status, refused) = create_service_account(&kube, "dev", "while-down", json!({})).await;
+    assert_eq!(status, 500);
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("failed calling webhook")),
+        "{refused}"
+    );
 
     // ...and after a live edit to Ignore, the ServiceAccount is admitted (the controller then
     // adds the entry itself).
@@ -478,23 +456,11 @@ async fn the_webhook_serves_new_service_accounts_and_honours_the_failure_policy(
     )
     .await;
     eventually("failurePolicy Ignore", || {
-        kube.get(
-            "admissionregistration.k8s.io/mutatingwebhookconfigurations",
-            "",
-            webhook::CONFIGURATION_NAME,
-        )
-        .is_some_and(|c| c["webhooks"][0]["failurePolicy"] == "Ignore")
+        webhook_configuration(&kube).is_some_and(|c| c["webhooks"][0]["failurePolicy"] == "Ignore")
     })
     .await;
-    assert_eq!(
-        post(
-            &kube,
-            "/api/v1/namespaces/dev/serviceaccounts",
-            json!({"metadata": {"name": "while-down"}})
-        )
-        .await,
-        201
-    );
+    let (status, _) = create_service_account(&kube, "dev", "while-down", json!({})).await;
+    assert_eq!(status, 201);
     eventually("the controller serves it", || {
         sa_entries(&kube, "dev", "while-down") == [OURS]
     })
@@ -507,12 +473,7 @@ async fn the_webhook_serves_new_service_accounts_and_honours_the_failure_policy(
     )
     .await;
     eventually("configuration deleted", || {
-        kube.get(
-            "admissionregistration.k8s.io/mutatingwebhookconfigurations",
-            "",
-            webhook::CONFIGURATION_NAME,
-        )
-        .is_none()
+        webhook_configuration(&kube).is_none()
     })
     .await;
     running.stop().await;

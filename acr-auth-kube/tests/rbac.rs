@@ -171,12 +171,7 @@ async fn scenario(kube: &FakeKube, cloud: &FakeCloud) {
     )
     .await;
     eventually("webhook configuration deleted", || {
-        kube.get(
-            "admissionregistration.k8s.io/mutatingwebhookconfigurations",
-            "",
-            webhook::CONFIGURATION_NAME,
-        )
-        .is_none()
+        webhook_configuration(kube).is_none()
     })
     .await;
 

@@ -176,3 +176,37 @@ pub fn password(kube: &FakeKube, ns: &str, host: &str) -> Option<String> {
     let cfg = DockerConfig::parse(std::str::from_utf8(&raw).ok()?).ok()?;
     Some(cfg.auths.get(host)?.password.expose().to_owned())
 }
+
+/// Creates ServiceAccount `name` (with `extra` fields) in `ns`; returns the status and the
+/// object the API server answered with (after admission).
+pub async fn create_service_account(
+    kube: &FakeKube,
+    ns: &str,
+    name: &str,
+    extra: Value,
+) -> (u16, Value) {
+    let mut body = json!({"metadata": {"name": name}});
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v1/namespaces/{ns}/serviceaccounts",
+            kube.url()
+        ))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// The MutatingWebhookConfiguration the controller manages, if it exists.
+pub fn webhook_configuration(kube: &FakeKube) -> Option<Value> {
+    kube.get(
+        "admissionregistration.k8s.io/mutatingwebhookconfigurations",
+        "",
+        acr_auth_kube::webhook::CONFIGURATION_NAME,
+    )
+}
