@@ -588,6 +588,106 @@ mod controller {
         );
     }
 
+    /// The binary's webhook with a mounted certificate (`--webhook-cert-dir`): the fake API
+    /// server calls it over HTTPS and the ServiceAccount comes back already patched.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn run_serves_the_webhook_with_a_mounted_certificate() {
+        use acr_auth_kube::webhook::WebhookCertificate;
+        let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
+        let kube = FakeKube::start().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        kube.write_kubeconfig(&dir.path().join("kubeconfig"))
+            .unwrap();
+        cluster(&kube).await;
+        let cm = kube
+            .get("configmaps", "kube-system", "acr-configuration")
+            .unwrap();
+        let mut data = cm["data"].clone();
+        data["webhook-configuration"] = "enable: true\nfailure-policy: Fail\n".into();
+        data["service-account"] = "*".into();
+        let updated = reqwest::Client::new()
+            .put(format!(
+                "{}/api/v1/namespaces/kube-system/configmaps/acr-configuration",
+                kube.url()
+            ))
+            .json(&serde_json::json!({"metadata": {"name": "acr-configuration", "namespace": "kube-system"}, "data": data}))
+            .send()
+            .await
+            .unwrap();
+        assert!(updated.status().is_success());
+        let now = acr_auth_core::time::Clock::now(&acr_auth_core::time::SystemClock);
+        let cert = WebhookCertificate::generate(&[], &["127.0.0.1".parse().unwrap()], now).unwrap();
+        let certs = dir.path().join("certs");
+        std::fs::create_dir(&certs).unwrap();
+        std::fs::write(certs.join("ca.crt"), &cert.ca_pem).unwrap();
+        std::fs::write(certs.join("tls.crt"), &cert.cert_pem).unwrap();
+        std::fs::write(certs.join("tls.key"), cert.key_pem()).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.args([
+            "run",
+            "--webhook-addr",
+            &format!("127.0.0.1:{port}"),
+            "--webhook-url",
+            &format!("https://127.0.0.1:{port}/mutate-serviceaccounts"),
+            "--webhook-cert-dir",
+            &certs.display().to_string(),
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(
+            env(dir.path(), &cloud)
+                .iter()
+                .map(|(k, v)| (*k, v.as_str())),
+        )
+        .kill_on_drop(true)
+        .stderr(std::process::Stdio::null());
+        let _child = cmd.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while kube
+            .get(
+                "admissionregistration.k8s.io/mutatingwebhookconfigurations",
+                "",
+                "aliyun-acr-credential-helper",
+            )
+            .is_none()
+        {
+            assert!(Instant::now() < deadline, "no MutatingWebhookConfiguration");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let created: Value = reqwest::Client::new()
+            .post(format!(
+                "{}/api/v1/namespaces/team-a/serviceaccounts",
+                kube.url()
+            ))
+            .json(&serde_json::json!({"metadata": {"name": "default-copy"}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            created["imagePullSecrets"],
+            serde_json::json!([{"name": "acr-credential-secret-aggregation"}]),
+            "patched at creation: {created}"
+        );
+        assert_eq!(kube.webhook_calls().len(), 1);
+        assert!(
+            kube.get(
+                "secrets",
+                "kube-system",
+                "aliyun-acr-credential-helper-webhook-cert"
+            )
+            .is_none(),
+            "a mounted certificate is not copied into a Secret"
+        );
+    }
+
     #[tokio::test]
     async fn run_without_a_region_says_how_to_set_it() {
         let kube = FakeKube::start().await.unwrap();
