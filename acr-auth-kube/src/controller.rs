@@ -198,6 +198,26 @@ fn trim_secret(secret: &mut Secret) {
 
 fn trim_configmap(_: &mut ConfigMap) {}
 
+/// Whether the MutatingWebhookConfiguration in the cluster already says what `desired` says
+/// (the fields we set; the API server adds defaults to the rest).
+fn same_webhook(
+    current: &k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration,
+    desired: &serde_json::Value,
+) -> bool {
+    let Ok(current) = serde_json::to_value(current) else {
+        return false;
+    };
+    let (c, d) = (&current["webhooks"], &desired["webhooks"]);
+    let same = |f: &str| c[0][f] == d[0][f];
+    c.as_array().map(Vec::len) == Some(1)
+        && ["name", "failurePolicy", "timeoutSeconds", "clientConfig"]
+            .iter()
+            .all(|f| same(f))
+        && c[0]["rules"][0]["operations"] == d[0]["rules"][0]["operations"]
+        && c[0]["rules"][0]["resources"] == d[0]["rules"][0]["resources"]
+        && current["metadata"]["labels"][MANAGED_BY_LABEL] == MANAGED_BY_VALUE
+}
+
 /// Credential Secrets are only watched for changes: their content is read when needed.
 fn trim_credential_secret(secret: &mut Secret) {
     trim_meta(&mut secret.metadata, "", false);
@@ -326,6 +346,9 @@ struct Live {
     not_ours: BTreeSet<(String, String)>,
     /// The MutatingWebhookConfiguration last written (`Some(None)`: made sure there is none).
     webhook_applied: Option<Option<serde_json::Value>>,
+    /// When the MutatingWebhookConfiguration was last compared with the cluster: it is read
+    /// again every resync, so an edit or deletion by someone else is repaired.
+    webhook_checked: tokio::time::Instant,
 }
 
 impl Controller {
@@ -516,6 +539,7 @@ impl Controller {
             credentials_failed: None,
             not_ours: BTreeSet::new(),
             webhook_applied: None,
+            webhook_checked: tokio::time::Instant::now(),
         };
         let mut next_renewal = tokio::time::Instant::now();
         let mut was_leader = false;
@@ -644,9 +668,13 @@ impl Controller {
                 &settings.ca_pem,
             )
         });
+        if live.webhook_checked.elapsed() >= self.settings.resync {
+            live.webhook_applied = None;
+        }
         if live.webhook_applied.as_ref() == Some(&desired) || self.settings.dry_run {
             return;
         }
+        live.webhook_checked = tokio::time::Instant::now();
         let api: Api<MutatingWebhookConfiguration> = Api::all(self.client.clone());
         let name = crate::webhook::CONFIGURATION_NAME;
         let result: Result<(), kube::Error> = async {
@@ -658,6 +686,7 @@ impl Controller {
                     api.create(&kube::api::PostParams::default(), &obj).await?;
                     tracing::info!(%name, "created the MutatingWebhookConfiguration");
                 }
+                (Some(d), Some(cur)) if same_webhook(&cur, d) => {}
                 (Some(d), Some(cur)) => {
                     let mut obj: MutatingWebhookConfiguration =
                         serde_json::from_value(d.clone()).map_err(kube::Error::SerdeError)?;

@@ -377,6 +377,8 @@ async fn the_webhook_serves_new_service_accounts_and_honours_the_failure_policy(
         client_config: json!({"url": format!("https://127.0.0.1:{port}{}", webhook::PATH)}),
         ca_pem: cert.ca_pem.clone(),
     });
+    // Resync often, so the repair of a deleted configuration shows quickly.
+    s.resync = Duration::from_millis(500);
     let running = start_with(kube_client, s);
     // The controller is reachable through its context once its watches run.
     let controller_context = running.webhook_context.clone();
@@ -461,6 +463,29 @@ async fn the_webhook_serves_new_service_accounts_and_honours_the_failure_policy(
     .await;
     let (status, _) = create_service_account(&kube, "dev", "while-down", json!({})).await;
     assert_eq!(status, 201);
+
+    // Someone deletes the configuration: the leader puts it back at its next resync.
+    let deleted = reqwest::Client::new()
+        .delete(format!(
+            "{}/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{}",
+            kube.url(),
+            webhook::CONFIGURATION_NAME
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success());
+    eventually("the configuration restored", || {
+        webhook_configuration(&kube).is_some_and(|c| c["webhooks"][0]["failurePolicy"] == "Ignore")
+    })
+    .await;
+    let updates = kube.count("update", Some("mutatingwebhookconfigurations"));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        kube.count("update", Some("mutatingwebhookconfigurations")),
+        updates,
+        "an unchanged configuration is not rewritten at every resync"
+    );
     eventually("the controller serves it", || {
         sa_entries(&kube, "dev", "while-down") == [OURS]
     })
