@@ -1,0 +1,93 @@
+//! The MutatingWebhookConfiguration, kept in line with `webhook-configuration` by the leader.
+
+use kube::api::Api;
+
+use super::{Controller, Live};
+use crate::plan::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+
+/// Whether the MutatingWebhookConfiguration in the cluster already says what `desired` says
+/// (the fields we set; the API server adds defaults to the rest).
+fn same_webhook(
+    current: &k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration,
+    desired: &serde_json::Value,
+) -> bool {
+    let Ok(current) = serde_json::to_value(current) else {
+        return false;
+    };
+    let (c, d) = (&current["webhooks"], &desired["webhooks"]);
+    let same = |f: &str| c[0][f] == d[0][f];
+    c.as_array().map(Vec::len) == Some(1)
+        && ["name", "failurePolicy", "timeoutSeconds", "clientConfig"]
+            .iter()
+            .all(|f| same(f))
+        && c[0]["rules"][0]["operations"] == d[0]["rules"][0]["operations"]
+        && c[0]["rules"][0]["resources"] == d[0]["rules"][0]["resources"]
+        && current["metadata"]["labels"][MANAGED_BY_LABEL] == MANAGED_BY_VALUE
+}
+
+impl Controller {
+    /// Keeps the MutatingWebhookConfiguration as `webhook-configuration` asks; written only
+    /// when it changes.
+    pub(super) async fn sync_webhook_configuration(&self, live: &mut Live) {
+        use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+        let Some(settings) = &self.settings.webhook else {
+            return;
+        };
+        let desired = live.config.webhook.enabled.then(|| {
+            crate::webhook::configuration(
+                &live.config.webhook,
+                settings.client_config.clone(),
+                &settings.ca_pem,
+            )
+        });
+        if live.webhook_checked.elapsed() >= self.settings.resync {
+            live.webhook_applied = None;
+        }
+        if live.webhook_applied.as_ref() == Some(&desired) || self.settings.dry_run {
+            return;
+        }
+        live.webhook_checked = tokio::time::Instant::now();
+        let api: Api<MutatingWebhookConfiguration> = Api::all(self.client.clone());
+        let name = crate::webhook::CONFIGURATION_NAME;
+        let result: Result<(), kube::Error> = async {
+            let current = api.get_opt(name).await?;
+            match (&desired, current) {
+                (Some(d), None) => {
+                    let obj: MutatingWebhookConfiguration = serde_json::from_value(d.clone())
+                        .map_err(kube::Error::SerdeError)?;
+                    api.create(&kube::api::PostParams::default(), &obj).await?;
+                    tracing::info!(%name, "created the MutatingWebhookConfiguration");
+                }
+                (Some(d), Some(cur)) if same_webhook(&cur, d) => {}
+                (Some(d), Some(cur)) => {
+                    let mut obj: MutatingWebhookConfiguration =
+                        serde_json::from_value(d.clone()).map_err(kube::Error::SerdeError)?;
+                    obj.metadata.resource_version = cur.metadata.resource_version.clone();
+                    api.replace(name, &kube::api::PostParams::default(), &obj).await?;
+                    tracing::info!(%name, "updated the MutatingWebhookConfiguration");
+                }
+                (None, Some(cur)) => {
+                    let ours = cur
+                        .metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(MANAGED_BY_LABEL))
+                        .is_some_and(|v| v == MANAGED_BY_VALUE);
+                    if ours {
+                        api.delete(name, &kube::api::DeleteParams::default()).await?;
+                        tracing::info!(%name, "webhook disabled: deleted the MutatingWebhookConfiguration");
+                    }
+                }
+                (None, None) => {}
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => live.webhook_applied = Some(desired),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not update the MutatingWebhookConfiguration; will retry")
+            }
+        }
+    }
+}
