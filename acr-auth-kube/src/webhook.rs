@@ -393,6 +393,9 @@ type ParsedConfig = (
     Arc<HelperConfig>,
 );
 
+/// Looks a namespace up by name in the controller's watch.
+pub type NamespaceLookup = Box<dyn Fn(&str) -> Option<NamespaceInfo> + Send + Sync>;
+
 /// The configuration and namespaces the webhook answers with, read from the controller's
 /// watches (on every replica: the webhook Service reaches any of them). The configuration is
 /// parsed again only when the ConfigMap changes; an invalid edit keeps the last good one.
@@ -401,9 +404,7 @@ pub struct LiveContext {
     configmaps: std::sync::Mutex<
         Option<kube::runtime::reflector::Store<k8s_openapi::api::core::v1::ConfigMap>>,
     >,
-    namespaces: std::sync::Mutex<
-        Option<kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Namespace>>,
-    >,
+    namespaces: std::sync::Mutex<Option<NamespaceLookup>>,
     parsed: std::sync::Mutex<ParsedConfig>,
 }
 
@@ -414,11 +415,11 @@ impl std::fmt::Debug for LiveContext {
 }
 
 impl LiveContext {
-    /// Hands the watches' stores over (the controller does this once they are created).
+    /// Hands the watches over (the controller does this once they are created).
     pub fn attach(
         &self,
         configmaps: kube::runtime::reflector::Store<k8s_openapi::api::core::v1::ConfigMap>,
-        namespaces: kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Namespace>,
+        namespaces: NamespaceLookup,
     ) {
         *self.configmaps.lock().unwrap_or_else(|e| e.into_inner()) = Some(configmaps);
         *self.namespaces.lock().unwrap_or_else(|e| e.into_inner()) = Some(namespaces);
@@ -448,23 +449,14 @@ impl ReviewContext for LiveContext {
     }
 
     fn namespace(&self, name: &str) -> NamespaceInfo {
-        let store = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
-        let ns = store
+        let lookup = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
+        lookup
             .as_ref()
-            .and_then(|s| s.get(&kube::runtime::reflector::ObjectRef::new(name)));
-        NamespaceInfo {
-            name: name.to_owned(),
-            skip: ns.as_ref().is_some_and(|ns| {
-                ns.metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(crate::plan::SKIP_ANNOTATION))
-                    .is_some_and(|v| v == "true")
-            }),
-            terminating: ns
-                .as_ref()
-                .is_some_and(|ns| ns.metadata.deletion_timestamp.is_some()),
-        }
+            .and_then(|f| f(name))
+            .unwrap_or_else(|| NamespaceInfo {
+                name: name.to_owned(),
+                ..NamespaceInfo::default()
+            })
     }
 }
 

@@ -23,15 +23,17 @@ mod stores;
 mod webhook_config;
 
 use stores::{
-    credential_versions, reflect, snapshot, trim_configmap, trim_credential_secret, trim_namespace,
-    trim_secret, trim_service_account, WatchTasks,
+    credential_versions, namespace_info, reflect, secret_info, service_account_info, snapshot,
+    trim_configmap, trim_credential_secret, watch_compact, Compact, WatchTasks,
 };
 
 use crate::apply::{self, ApplyError};
 use crate::identity::{resolve_base_identity, ADDON_SECRET, MANAGED_ROLE_SECRET};
 use crate::leader::{LeaderElector, Leadership, LeaseSettings};
 use crate::ops::{FailureLabels, Ops, RegistryLabels, ResultLabels, WriteLabels};
-use crate::plan::{plan, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::plan::{
+    plan, NamespaceInfo, SecretInfo, ServiceAccountInfo, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+};
 use crate::webhook::{LiveContext, WebhookSettings};
 
 /// Tokens due within this long of each other are renewed in the same pass. Tokens fetched in the
@@ -256,24 +258,24 @@ impl Controller {
         // Dropped (aborting the watches) when this function returns.
         let mut tasks = WatchTasks(Vec::new());
         let managed = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
-        let namespaces = reflect(
+        let namespaces = watch_compact(
             Api::<Namespace>::all(client.clone()),
             WatchConfig::default(),
-            trim_namespace,
+            namespace_info,
             trigger.clone(),
             &mut tasks,
         );
-        let service_accounts = reflect(
+        let service_accounts = watch_compact(
             Api::<ServiceAccount>::all(client.clone()),
             WatchConfig::default(),
-            trim_service_account,
+            service_account_info,
             trigger.clone(),
             &mut tasks,
         );
-        let secrets = reflect(
+        let secrets = watch_compact(
             Api::<Secret>::all(client.clone()),
             WatchConfig::default().labels(&managed),
-            trim_secret,
+            secret_info,
             trigger.clone(),
             &mut tasks,
         );
@@ -315,8 +317,10 @@ impl Controller {
             }
         }
         tracing::info!("watches synced");
-        self.webhook_context
-            .attach(configmaps.clone(), namespaces.clone());
+        self.webhook_context.attach(configmaps.clone(), {
+            let namespaces = namespaces.clone();
+            Box::new(move |name: &str| namespaces.get("", name))
+        });
         self.ops.health.set_synced(true);
 
         let mut live = Live {
@@ -390,15 +394,10 @@ impl Controller {
                     result: if retry_soon { "retry" } else { "ok" }.to_owned(),
                 })
                 .inc();
-            self.ops.metrics.namespaces_served.set(
-                secrets
-                    .state()
-                    .iter()
-                    .filter(|s| {
-                        s.metadata.name.as_deref() == Some(live.config.secret_name.as_str())
-                    })
-                    .count() as i64,
-            );
+            self.ops
+                .metrics
+                .namespaces_served
+                .set(secrets.count(|s| s.name == live.config.secret_name) as i64);
             if report.planned > 0 {
                 tracing::info!(
                     planned = report.planned,
@@ -575,9 +574,9 @@ impl Controller {
 
     async fn pass(
         &self,
-        namespaces: &Store<Namespace>,
-        service_accounts: &Store<ServiceAccount>,
-        secrets: &Store<Secret>,
+        namespaces: &Compact<NamespaceInfo>,
+        service_accounts: &Compact<ServiceAccountInfo>,
+        secrets: &Compact<SecretInfo>,
         live: &mut Live,
         credentials: &[RegistryCredential],
         leadership: &Leadership,
