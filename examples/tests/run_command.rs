@@ -1,0 +1,419 @@
+//! `aliyun-acr-credential-helper run` and `cleanup` as a cluster runs them: the binary against
+//! the fake API server and the fake cloud, with signals, logs, metrics, leader election and the
+//! webhook.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use acr_auth_testkit::kube::FakeKube;
+use acr_auth_testkit::{FakeCloud, FakeCloudConfig};
+use base64::Engine as _;
+use common::*;
+use serde_json::Value;
+
+async fn post(kube: &FakeKube, path: &str, body: Value) {
+    let status = reqwest::Client::new()
+        .post(format!("{}{path}", kube.url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(status.is_success(), "{path}: {status}");
+}
+
+async fn cluster(kube: &FakeKube) {
+    post(
+        kube,
+        "/api/v1/namespaces",
+        serde_json::json!({"metadata": {"name": "team-a"}}),
+    )
+    .await;
+    post(
+        kube,
+        "/api/v1/namespaces/kube-system/secrets",
+        serde_json::json!({"metadata": {"name": "alibaba-addon-secret"},
+        "data": {"access-key-id": "TFRBSXRlc3RrZXk=", "access-key-secret": "dGVzdC1zZWNyZXQ="}}),
+    )
+    .await;
+    post(kube, "/api/v1/namespaces/kube-system/configmaps", serde_json::json!({"metadata": {"name": "acr-configuration"},
+        "data": {"watch-namespace": "default,team-a", "acr-registry-info": "- instanceId: cri-testinstance01\n"}})).await;
+}
+
+fn env(kube_dir: &std::path::Path, cloud: &FakeCloud) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "KUBECONFIG",
+            kube_dir.join("kubeconfig").display().to_string(),
+        ),
+        ("ACR_AUTH_ACR_ENDPOINT", cloud.url()),
+        ("ALIBABA_CLOUD_REGION_ID", "cn-hangzhou".into()),
+        ("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true".into()),
+        ("HOME", kube_dir.display().to_string()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_serves_the_cluster_and_cleanup_removes_everything_it_wrote() {
+    let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
+    let kube = FakeKube::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    kube.write_kubeconfig(&dir.path().join("kubeconfig"))
+        .unwrap();
+    cluster(&kube).await;
+    let env = env(dir.path(), &cloud);
+
+    // --dry-run logs the writes and makes none.
+    let mut dry = tokio::process::Command::new(BIN);
+    dry.args(["run", "--dry-run"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .kill_on_drop(true)
+        .stderr(std::process::Stdio::piped());
+    let mut child = dry.spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !seen.contains("dry run: would write")
+        || !seen.contains("create Secret team-a/acr-credential-secret-aggregation")
+    {
+        assert!(Instant::now() < deadline, "no dry-run output: {seen}");
+        let mut line = String::new();
+        use tokio::io::AsyncBufReadExt as _;
+        if lines.read_line(&mut line).await.unwrap() == 0 {
+            panic!("run --dry-run exited: {seen}");
+        }
+        seen.push_str(&line);
+    }
+    let _ = child.kill().await;
+    assert!(
+        kube.get("secrets", "team-a", "acr-credential-secret-aggregation")
+            .is_none(),
+        "dry run wrote nothing"
+    );
+    assert!(
+        seen.contains("base identity") && seen.contains("AddonSecret"),
+        "{seen}"
+    );
+
+    // run writes; SIGTERM stops it gracefully.
+    let mut real = tokio::process::Command::new(BIN);
+    real.args(["run"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .kill_on_drop(true)
+        .stderr(std::process::Stdio::null());
+    let mut child = real.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !["default", "team-a"].iter().all(|ns| {
+        kube.get("secrets", ns, "acr-credential-secret-aggregation")
+            .is_some()
+    }) {
+        assert!(Instant::now() < deadline, "run did not write the Secrets");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = child.id().unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("stops on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+
+    // cleanup removes our Secrets and entries, and nothing else.
+    let out = run(
+        &["cleanup"],
+        &env.iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("2 Secrets deleted, our entries removed from 2 ServiceAccounts"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(kube
+        .get("secrets", "team-a", "acr-credential-secret-aggregation")
+        .is_none());
+    assert!(
+        kube.get("secrets", "kube-system", "alibaba-addon-secret")
+            .is_some(),
+        "not ours: kept"
+    );
+    let sa = kube.get("serviceaccounts", "team-a", "default").unwrap();
+    assert!(sa["imagePullSecrets"].is_null(), "{sa}");
+}
+
+/// Debug logs of a whole run (writes, a renewal, an ACR outage, recovery) hold no AccessKey
+/// secret, no registry password and no `auth` value; the binary serves its metrics and
+/// health on `--metrics-addr` and leads its Lease with `--leader-elect`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_logs_carry_no_secrets_and_serve_metrics() {
+    let mut config = FakeCloudConfig::sample();
+    config.token_lifetime_secs = 4;
+    let cloud = FakeCloud::start(config).await.unwrap();
+    let kube = FakeKube::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    kube.write_kubeconfig(&dir.path().join("kubeconfig"))
+        .unwrap();
+    cluster(&kube).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let webhook_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.args([
+        "run",
+        "--leader-elect",
+        "--identity",
+        "test-replica",
+        "--metrics-addr",
+        &format!("127.0.0.1:{port}"),
+        "--webhook-addr",
+        &format!("127.0.0.1:{webhook_port}"),
+        "--webhook-url",
+        &format!("https://127.0.0.1:{webhook_port}/mutate-serviceaccounts"),
+    ])
+    .env_clear()
+    .env("PATH", std::env::var("PATH").unwrap_or_default())
+    .envs(
+        env(dir.path(), &cloud)
+            .iter()
+            .map(|(k, v)| (*k, v.as_str())),
+    )
+    .env("RUST_LOG", "debug")
+    .kill_on_drop(true)
+    .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stderr_pipe = child.stderr.take().unwrap();
+    let log = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt as _;
+        let mut buf = String::new();
+        let _ = stderr_pipe.read_to_string(&mut buf).await;
+        buf
+    });
+
+    let password = || {
+        let s = kube.get("secrets", "team-a", "acr-credential-secret-aggregation")?;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(s["data"][".dockerconfigjson"].as_str()?)
+            .ok()?;
+        let v: Value = serde_json::from_slice(&raw).ok()?;
+        let auth = v["auths"]["acme-registry.cn-hangzhou.cr.aliyuncs.com"].clone();
+        Some((
+            auth["password"].as_str()?.to_owned(),
+            auth["auth"].as_str()?.to_owned(),
+        ))
+    };
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    // Collect two generations of credentials (a renewal), then an outage and recovery.
+    while seen.len() < 2 {
+        assert!(Instant::now() < deadline, "no renewal: {seen:?}");
+        if let Some(p) = password() {
+            if !seen.contains(&p) {
+                seen.push(p);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cloud.fail_next(12, acr_auth_testkit::Fault::ServiceUnavailable);
+    let metrics = format!("http://127.0.0.1:{port}/metrics");
+    let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+    assert!(text.contains("acr_auth_leader 1"), "{text}");
+    assert!(text.contains("acr_auth_namespaces_served 2"), "{text}");
+    let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    while seen.len() < 3 {
+        assert!(Instant::now() < deadline, "no recovery: {seen:?}");
+        if let Some(p) = password() {
+            if !seen.contains(&p) {
+                seen.push(p);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let lease = kube
+        .get(
+            "coordination.k8s.io/leases",
+            "kube-system",
+            "aliyun-acr-credential-helper",
+        )
+        .expect("the Lease");
+    assert_eq!(lease["spec"]["holderIdentity"], "test-replica");
+    let pid = child.id().unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("stops on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let log = log.await.unwrap();
+    assert!(
+        log.contains("reconciled") && log.contains("became the leader"),
+        "{log}"
+    );
+    assert!(
+        log.contains("registry credentials unavailable"),
+        "the outage is logged: {log}"
+    );
+    assert!(!log.contains("test-secret"), "AccessKey secret in the log");
+    for (password, auth) in &seen {
+        assert!(
+            !log.contains(password.as_str()),
+            "a registry password in the log"
+        );
+        assert!(!log.contains(auth.as_str()), "an auth value in the log");
+    }
+    let lease = kube
+        .get(
+            "coordination.k8s.io/leases",
+            "kube-system",
+            "aliyun-acr-credential-helper",
+        )
+        .unwrap();
+    assert!(
+        lease["spec"]["holderIdentity"].is_null(),
+        "released on SIGTERM: {lease}"
+    );
+}
+
+/// The binary's webhook with a mounted certificate (`--webhook-cert-dir`): the fake API
+/// server calls it over HTTPS and the ServiceAccount comes back already patched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_serves_the_webhook_with_a_mounted_certificate() {
+    use acr_auth_kube::webhook::WebhookCertificate;
+    let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
+    let kube = FakeKube::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    kube.write_kubeconfig(&dir.path().join("kubeconfig"))
+        .unwrap();
+    cluster(&kube).await;
+    let cm = kube
+        .get("configmaps", "kube-system", "acr-configuration")
+        .unwrap();
+    let mut data = cm["data"].clone();
+    data["webhook-configuration"] = "enable: true\nfailure-policy: Fail\n".into();
+    data["service-account"] = "*".into();
+    let updated = reqwest::Client::new()
+        .put(format!(
+            "{}/api/v1/namespaces/kube-system/configmaps/acr-configuration",
+            kube.url()
+        ))
+        .json(&serde_json::json!({"metadata": {"name": "acr-configuration", "namespace": "kube-system"}, "data": data}))
+        .send()
+        .await
+        .unwrap();
+    assert!(updated.status().is_success());
+    let now = acr_auth_core::time::Clock::now(&acr_auth_core::time::SystemClock);
+    let cert = WebhookCertificate::generate(&[], &["127.0.0.1".parse().unwrap()], now).unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    std::fs::write(certs.join("ca.crt"), &cert.ca_pem).unwrap();
+    std::fs::write(certs.join("tls.crt"), &cert.cert_pem).unwrap();
+    std::fs::write(certs.join("tls.key"), cert.key_pem()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.args([
+        "run",
+        "--webhook-addr",
+        &format!("127.0.0.1:{port}"),
+        "--webhook-url",
+        &format!("https://127.0.0.1:{port}/mutate-serviceaccounts"),
+        "--webhook-cert-dir",
+        &certs.display().to_string(),
+    ])
+    .env_clear()
+    .env("PATH", std::env::var("PATH").unwrap_or_default())
+    .envs(
+        env(dir.path(), &cloud)
+            .iter()
+            .map(|(k, v)| (*k, v.as_str())),
+    )
+    .kill_on_drop(true)
+    .stderr(std::process::Stdio::null());
+    let _child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while kube
+        .get(
+            "admissionregistration.k8s.io/mutatingwebhookconfigurations",
+            "",
+            "aliyun-acr-credential-helper",
+        )
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "no MutatingWebhookConfiguration");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let created: Value = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v1/namespaces/team-a/serviceaccounts",
+            kube.url()
+        ))
+        .json(&serde_json::json!({"metadata": {"name": "default-copy"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        created["imagePullSecrets"],
+        serde_json::json!([{"name": "acr-credential-secret-aggregation"}]),
+        "patched at creation: {created}"
+    );
+    assert_eq!(kube.webhook_calls().len(), 1);
+    assert!(
+        kube.get(
+            "secrets",
+            "kube-system",
+            "aliyun-acr-credential-helper-webhook-cert"
+        )
+        .is_none(),
+        "a mounted certificate is not copied into a Secret"
+    );
+}
+
+#[tokio::test]
+async fn run_without_a_region_says_how_to_set_it() {
+    let kube = FakeKube::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    kube.write_kubeconfig(&dir.path().join("kubeconfig"))
+        .unwrap();
+    let kc = dir.path().join("kubeconfig").display().to_string();
+    let out = run(
+        &["run"],
+        &[
+            ("KUBECONFIG", kc.as_str()),
+            ("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true"),
+        ],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("pass --region or set ALIBABA_CLOUD_REGION_ID"),
+        "{}",
+        stderr(&out)
+    );
+}
