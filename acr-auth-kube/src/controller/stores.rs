@@ -31,6 +31,8 @@ impl Drop for WatchTasks {
     }
 }
 
+/// A reflector on `api` whose objects are `trim`med before they are stored; every change wakes
+/// `trigger`.
 pub(super) fn reflect<K>(
     api: Api<K>,
     config: WatchConfig,
@@ -63,31 +65,22 @@ where
     reader
 }
 
-/// Keeps only `keep` of an object's annotations, and drops what the planner never reads:
-/// managed fields, labels (unless `keep_labels`), owner references, finalizers.
-fn trim_meta(meta: &mut ObjectMeta, keep: &str, keep_labels: bool) {
-    meta.managed_fields = None;
-    meta.owner_references = None;
-    meta.finalizers = None;
-    meta.generate_name = None;
-    if !keep_labels {
-        meta.labels = None;
-    }
-    if let Some(a) = meta.annotations.as_mut() {
-        a.retain(|k, _| k == keep);
-        if a.is_empty() {
-            meta.annotations = None;
-        }
-    }
-}
-
+/// The configuration ConfigMap is read whole.
 pub(super) fn trim_configmap(_: &mut ConfigMap) {}
 
-/// Credential Secrets are only watched for changes: their content is read when needed.
+/// Credential Secrets are only watched for changes (their content is read when needed): the
+/// store keeps name, namespace and resourceVersion.
 pub(super) fn trim_credential_secret(secret: &mut Secret) {
-    trim_meta(&mut secret.metadata, "", false);
-    secret.data = None;
-    secret.string_data = None;
+    let meta = std::mem::take(&mut secret.metadata);
+    *secret = Secret {
+        metadata: ObjectMeta {
+            name: meta.name,
+            namespace: meta.namespace,
+            resource_version: meta.resource_version,
+            ..ObjectMeta::default()
+        },
+        ..Secret::default()
+    };
 }
 
 /// `(name, resourceVersion)` of every credential Secret present, sorted.
