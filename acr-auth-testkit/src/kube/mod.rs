@@ -13,6 +13,7 @@
 mod admission;
 mod api;
 mod discovery;
+mod list_watch;
 mod selector;
 mod store;
 
