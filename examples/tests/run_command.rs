@@ -12,6 +12,28 @@ use base64::Engine as _;
 use common::*;
 use serde_json::Value;
 
+/// Sends SIGTERM (as the kubelet does) and expects a clean exit within 10 s.
+async fn stop_gracefully(child: &mut tokio::process::Child) {
+    let pid = child.id().unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("stops on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+/// A loopback port the OS has just handed out.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 async fn post(kube: &FakeKube, path: &str, body: Value) {
     let status = reqwest::Client::new()
         .post(format!("{}{path}", kube.url()))
@@ -115,15 +137,7 @@ async fn run_serves_the_cluster_and_cleanup_removes_everything_it_wrote() {
         assert!(Instant::now() < deadline, "run did not write the Secrets");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let pid = child.id().unwrap();
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .expect("stops on SIGTERM")
-        .unwrap();
-    assert!(status.success(), "{status:?}");
+    stop_gracefully(&mut child).await;
 
     // cleanup removes our Secrets and entries, and nothing else.
     let out = run(
@@ -164,16 +178,8 @@ async fn run_logs_carry_no_secrets_and_serve_metrics() {
     kube.write_kubeconfig(&dir.path().join("kubeconfig"))
         .unwrap();
     cluster(&kube).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let webhook_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
+    let webhook_port = free_port();
     let mut cmd = tokio::process::Command::new(BIN);
     cmd.args([
         "run",
@@ -256,15 +262,7 @@ async fn run_logs_carry_no_secrets_and_serve_metrics() {
         )
         .expect("the Lease");
     assert_eq!(lease["spec"]["holderIdentity"], "test-replica");
-    let pid = child.id().unwrap();
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .expect("stops on SIGTERM")
-        .unwrap();
-    assert!(status.success(), "{status:?}");
+    stop_gracefully(&mut child).await;
     let log = log.await.unwrap();
     assert!(
         log.contains("reconciled") && log.contains("became the leader"),
@@ -329,11 +327,7 @@ async fn run_serves_the_webhook_with_a_mounted_certificate() {
     std::fs::write(certs.join("ca.crt"), &cert.ca_pem).unwrap();
     std::fs::write(certs.join("tls.crt"), &cert.cert_pem).unwrap();
     std::fs::write(certs.join("tls.key"), cert.key_pem()).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut cmd = tokio::process::Command::new(BIN);
     cmd.args([
         "run",
