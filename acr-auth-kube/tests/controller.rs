@@ -17,15 +17,7 @@ async fn the_controller_serves_converges_and_keeps_the_last_good_configuration()
     let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
     let kube = FakeKube::start().await.unwrap();
     for ns in ["dev", "prod"] {
-        assert_eq!(
-            post(
-                &kube,
-                "/api/v1/namespaces",
-                json!({"metadata": {"name": ns}})
-            )
-            .await,
-            201
-        );
+        create_namespace(&kube, ns).await;
     }
     // Someone else's entry on dev/default: it must survive everything.
     let http = reqwest::Client::new();
@@ -214,15 +206,7 @@ async fn an_acr_outage_keeps_the_last_good_secret_warns_and_recovers() {
 async fn conflicts_and_a_concurrent_writer_never_lose_anyones_entries() {
     let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
     let kube = FakeKube::start().await.unwrap();
-    assert_eq!(
-        post(
-            &kube,
-            "/api/v1/namespaces",
-            json!({"metadata": {"name": "dev"}})
-        )
-        .await,
-        201
-    );
+    create_namespace(&kube, "dev").await;
     put_config(
         &kube,
         json!({"watch-namespace": "default,dev", "acr-registry-info": "- instanceId: \"\"\n"}),
@@ -377,15 +361,7 @@ async fn skopeo_pulls_with_the_secret_the_controller_wrote() {
 async fn service_account_registry_and_secret_name_edits_converge() {
     let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
     let kube = FakeKube::start().await.unwrap();
-    assert_eq!(
-        post(
-            &kube,
-            "/api/v1/namespaces",
-            json!({"metadata": {"name": "dev"}})
-        )
-        .await,
-        201
-    );
+    create_namespace(&kube, "dev").await;
     for sa in [
         json!({"metadata": {"name": "builder"}}),
         json!({"metadata": {"name": "deployer"}, "imagePullSecrets": [{"name": "theirs"}]}),

@@ -179,15 +179,7 @@ async fn metrics_health_and_readiness_are_served() {
                "acr-registry-info": "- instanceId: cri-testinstance01\n- instanceId: \"\"\n"}),
     )
     .await;
-    assert_eq!(
-        post(
-            &kube,
-            "/api/v1/namespaces",
-            json!({"metadata": {"name": "dev"}})
-        )
-        .await,
-        201
-    );
+    create_namespace(&kube, "dev").await;
     let running = start(&kube, &cloud);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (addr, server) = serve(
@@ -333,15 +325,7 @@ async fn the_webhook_serves_new_service_accounts_and_honours_the_failure_policy(
 
     let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
     let kube = FakeKube::start().await.unwrap();
-    assert_eq!(
-        post(
-            &kube,
-            "/api/v1/namespaces",
-            json!({"metadata": {"name": "dev"}})
-        )
-        .await,
-        201
-    );
+    create_namespace(&kube, "dev").await;
     let pe = "- instanceId: \"\"\n";
     put_config(
         &kube,

@@ -88,15 +88,7 @@ fn granting<'a>(rules: &'a [Value], r: &RequestRecord) -> Option<&'a Value> {
 
 async fn scenario(kube: &FakeKube, cloud: &FakeCloud) {
     for ns in ["dev", "team"] {
-        assert_eq!(
-            post(
-                kube,
-                "/api/v1/namespaces",
-                json!({"metadata": {"name": ns}})
-            )
-            .await,
-            201
-        );
+        create_namespace(kube, ns).await;
     }
     let addon = |secret: &str| {
         json!({"apiVersion": "v1", "kind": "Secret",

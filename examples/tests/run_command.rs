@@ -12,6 +12,38 @@ use base64::Engine as _;
 use common::*;
 use serde_json::Value;
 
+/// The fake cloud (`cloud`) and cluster with the sample configuration (`cluster`), and a temp
+/// directory holding the kubeconfig.
+async fn setup(cloud: FakeCloudConfig) -> (FakeCloud, FakeKube, tempfile::TempDir) {
+    let cloud = FakeCloud::start(cloud).await.unwrap();
+    let kube = FakeKube::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    kube.write_kubeconfig(&dir.path().join("kubeconfig"))
+        .unwrap();
+    cluster(&kube).await;
+    (cloud, kube, dir)
+}
+
+/// Starts the binary with `args`, only `env` and `extra` in its environment (plus PATH), and
+/// `stderr`; it is killed when dropped.
+fn spawn_run(
+    args: &[&str],
+    env: &[(&'static str, String)],
+    extra: &[(&str, &str)],
+    stderr: std::process::Stdio,
+) -> tokio::process::Child {
+    tokio::process::Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .envs(extra.iter().copied())
+        .kill_on_drop(true)
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
+}
+
 /// Sends SIGTERM (as the kubelet does) and expects a clean exit within 10 s.
 async fn stop_gracefully(child: &mut tokio::process::Child) {
     let pid = child.id().unwrap();
@@ -78,23 +110,16 @@ fn env(kube_dir: &std::path::Path, cloud: &FakeCloud) -> Vec<(&'static str, Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_serves_the_cluster_and_cleanup_removes_everything_it_wrote() {
-    let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
-    let kube = FakeKube::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    kube.write_kubeconfig(&dir.path().join("kubeconfig"))
-        .unwrap();
-    cluster(&kube).await;
+    let (cloud, kube, dir) = setup(FakeCloudConfig::sample()).await;
     let env = env(dir.path(), &cloud);
 
     // --dry-run logs the writes and makes none.
-    let mut dry = tokio::process::Command::new(BIN);
-    dry.args(["run", "--dry-run"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .kill_on_drop(true)
-        .stderr(std::process::Stdio::piped());
-    let mut child = dry.spawn().unwrap();
+    let mut child = spawn_run(
+        &["run", "--dry-run"],
+        &env,
+        &[],
+        std::process::Stdio::piped(),
+    );
     let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap());
     let mut seen = String::new();
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -121,14 +146,7 @@ async fn run_serves_the_cluster_and_cleanup_removes_everything_it_wrote() {
     );
 
     // run writes; SIGTERM stops it gracefully.
-    let mut real = tokio::process::Command::new(BIN);
-    real.args(["run"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .kill_on_drop(true)
-        .stderr(std::process::Stdio::null());
-    let mut child = real.spawn().unwrap();
+    let mut child = spawn_run(&["run"], &env, &[], std::process::Stdio::null());
     let deadline = Instant::now() + Duration::from_secs(15);
     while !["default", "team-a"].iter().all(|ns| {
         kube.get("secrets", ns, "acr-credential-secret-aggregation")
@@ -172,38 +190,26 @@ async fn run_serves_the_cluster_and_cleanup_removes_everything_it_wrote() {
 async fn run_logs_carry_no_secrets_and_serve_metrics() {
     let mut config = FakeCloudConfig::sample();
     config.token_lifetime_secs = 4;
-    let cloud = FakeCloud::start(config).await.unwrap();
-    let kube = FakeKube::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    kube.write_kubeconfig(&dir.path().join("kubeconfig"))
-        .unwrap();
-    cluster(&kube).await;
+    let (cloud, kube, dir) = setup(config).await;
     let port = free_port();
     let webhook_port = free_port();
-    let mut cmd = tokio::process::Command::new(BIN);
-    cmd.args([
-        "run",
-        "--leader-elect",
-        "--identity",
-        "test-replica",
-        "--metrics-addr",
-        &format!("127.0.0.1:{port}"),
-        "--webhook-addr",
-        &format!("127.0.0.1:{webhook_port}"),
-        "--webhook-url",
-        &format!("https://127.0.0.1:{webhook_port}/mutate-serviceaccounts"),
-    ])
-    .env_clear()
-    .env("PATH", std::env::var("PATH").unwrap_or_default())
-    .envs(
-        env(dir.path(), &cloud)
-            .iter()
-            .map(|(k, v)| (*k, v.as_str())),
-    )
-    .env("RUST_LOG", "debug")
-    .kill_on_drop(true)
-    .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
+    let mut child = spawn_run(
+        &[
+            "run",
+            "--leader-elect",
+            "--identity",
+            "test-replica",
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+            "--webhook-addr",
+            &format!("127.0.0.1:{webhook_port}"),
+            "--webhook-url",
+            &format!("https://127.0.0.1:{webhook_port}/mutate-serviceaccounts"),
+        ],
+        &env(dir.path(), &cloud),
+        &[("RUST_LOG", "debug")],
+        std::process::Stdio::piped(),
+    );
     let mut stderr_pipe = child.stderr.take().unwrap();
     let log = tokio::spawn(async move {
         use tokio::io::AsyncReadExt as _;
@@ -298,12 +304,7 @@ async fn run_logs_carry_no_secrets_and_serve_metrics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_serves_the_webhook_with_a_mounted_certificate() {
     use acr_auth_kube::webhook::WebhookCertificate;
-    let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
-    let kube = FakeKube::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    kube.write_kubeconfig(&dir.path().join("kubeconfig"))
-        .unwrap();
-    cluster(&kube).await;
+    let (cloud, kube, dir) = setup(FakeCloudConfig::sample()).await;
     let cm = kube
         .get("configmaps", "kube-system", "acr-configuration")
         .unwrap();
@@ -328,26 +329,20 @@ async fn run_serves_the_webhook_with_a_mounted_certificate() {
     std::fs::write(certs.join("tls.crt"), &cert.cert_pem).unwrap();
     std::fs::write(certs.join("tls.key"), cert.key_pem()).unwrap();
     let port = free_port();
-    let mut cmd = tokio::process::Command::new(BIN);
-    cmd.args([
-        "run",
-        "--webhook-addr",
-        &format!("127.0.0.1:{port}"),
-        "--webhook-url",
-        &format!("https://127.0.0.1:{port}/mutate-serviceaccounts"),
-        "--webhook-cert-dir",
-        &certs.display().to_string(),
-    ])
-    .env_clear()
-    .env("PATH", std::env::var("PATH").unwrap_or_default())
-    .envs(
-        env(dir.path(), &cloud)
-            .iter()
-            .map(|(k, v)| (*k, v.as_str())),
-    )
-    .kill_on_drop(true)
-    .stderr(std::process::Stdio::null());
-    let _child = cmd.spawn().unwrap();
+    let _child = spawn_run(
+        &[
+            "run",
+            "--webhook-addr",
+            &format!("127.0.0.1:{port}"),
+            "--webhook-url",
+            &format!("https://127.0.0.1:{port}/mutate-serviceaccounts"),
+            "--webhook-cert-dir",
+            &certs.display().to_string(),
+        ],
+        &env(dir.path(), &cloud),
+        &[],
+        std::process::Stdio::null(),
+    );
     let deadline = Instant::now() + Duration::from_secs(15);
     while kube
         .get(

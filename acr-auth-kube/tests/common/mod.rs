@@ -150,8 +150,8 @@ pub fn start_with(client: kube::Client, settings: ControllerSettings) -> Running
     }
 }
 
-/// Creates namespace `name` and waits until its Secret and default ServiceAccount entry exist.
-pub async fn create_namespace_and_wait_until_served(kube: &FakeKube, name: &str) {
+/// Creates namespace `name` (and, as the fake does, its `default` ServiceAccount).
+pub async fn create_namespace(kube: &FakeKube, name: &str) {
     assert_eq!(
         post(
             kube,
@@ -159,8 +159,14 @@ pub async fn create_namespace_and_wait_until_served(kube: &FakeKube, name: &str)
             json!({"metadata": {"name": name}})
         )
         .await,
-        201
+        201,
+        "create namespace {name}"
     );
+}
+
+/// Creates namespace `name` and waits until its Secret and default ServiceAccount entry exist.
+pub async fn create_namespace_and_wait_until_served(kube: &FakeKube, name: &str) {
+    create_namespace(kube, name).await;
     eventually(&format!("namespace {name} served"), || {
         secret_hosts(kube, name).is_some()
             && sa_entries(kube, name, "default").contains(&OURS.to_owned())
