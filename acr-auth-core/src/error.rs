@@ -198,6 +198,22 @@ pub(crate) fn is_retryable_api_error(status: Option<u16>, code: Option<&str>) ->
     status.is_some_and(|s| (500..600).contains(&s))
 }
 
+/// A copy keeps everything the error says (kind, context, status, code, message, request id);
+/// the underlying `source` error is not clonable and is left out of the copy.
+impl Clone for Error {
+    fn clone(&self) -> Self {
+        Self {
+            kind: self.kind,
+            context: self.context.clone(),
+            status: self.status,
+            code: self.code.clone(),
+            message: self.message.clone(),
+            request_id: self.request_id.clone(),
+            source: None,
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: ", self.context)?;

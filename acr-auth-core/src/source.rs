@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use crate::acr::{
     enterprise_registry_hosts, personal_registry_hosts, AcrClient, Endpoint, RegistryToken,
 };
-use crate::cache::ExpiringCache;
+use crate::cache::{ExpiringCache, FailureBackoff};
 use crate::config::{HelperConfig, RegistryItem};
 use crate::credentials::{
     AssumeRoleProvider, Credentials, OidcProvider, ProviderEnv, SharedProvider,
@@ -72,6 +72,70 @@ pub struct RegistrySource {
 #[derive(Debug)]
 pub struct RegistrySources {
     sources: Vec<Arc<RegistrySource>>,
+    /// What a rebuild may reuse, keyed by everything that defines each piece.
+    shared: Shared,
+}
+
+/// Identities, clients and caches, keyed so that two items (or two builds) share one exactly
+/// when nothing that defines it differs.
+#[derive(Debug, Default)]
+struct Shared {
+    identities: HashMap<String, SharedProvider>,
+    clients: HashMap<(String, String), Arc<AcrClient>>,
+    token_caches: HashMap<String, Arc<ExpiringCache<RegistryToken>>>,
+    endpoint_caches: HashMap<String, Arc<ExpiringCache<Vec<String>>>>,
+}
+
+impl Shared {
+    /// The pieces of `previous` still used by `sources` (the rest are dropped).
+    fn retain_used(&mut self, sources: &[Arc<RegistrySource>]) {
+        self.token_caches
+            .retain(|_, c| sources.iter().any(|s| Arc::ptr_eq(&s.tokens, c)));
+        self.endpoint_caches.retain(|_, c| {
+            sources
+                .iter()
+                .any(|s| s.endpoints.as_ref().is_some_and(|e| Arc::ptr_eq(e, c)))
+        });
+        self.clients
+            .retain(|_, c| sources.iter().any(|s| Arc::ptr_eq(&s.client, c)));
+    }
+}
+
+/// How one registry's credential stands.
+#[derive(Debug, Clone)]
+pub enum CredentialState {
+    /// Renewed on time.
+    Fresh(RegistryCredential),
+    /// Renewal fails; the last good credential is still valid and served.
+    Stale {
+        /// The last good credential.
+        last_good: RegistryCredential,
+        /// The latest renewal error.
+        error: Error,
+    },
+    /// No valid credential: it never worked, or the last good one expired.
+    Unavailable(Error),
+}
+
+impl CredentialState {
+    /// The credential to write, if there is a valid one.
+    pub fn credential(&self) -> Option<&RegistryCredential> {
+        match self {
+            CredentialState::Fresh(c) => Some(c),
+            CredentialState::Stale { last_good, .. } => Some(last_good),
+            CredentialState::Unavailable(_) => None,
+        }
+    }
+
+    /// The error, if the latest attempt failed.
+    pub fn error(&self) -> Option<&Error> {
+        match self {
+            CredentialState::Fresh(_) => None,
+            CredentialState::Stale { error, .. } | CredentialState::Unavailable(error) => {
+                Some(error)
+            }
+        }
+    }
 }
 
 /// The items of a configuration: `acr-registry-info`, or the Personal Edition registry of the
@@ -109,11 +173,32 @@ pub fn describe_identity(item: &RegistryItem, rrsa_enabled: bool, base: &str) ->
 impl RegistrySources {
     /// Builds a source per item of `config`, sharing identities and token caches.
     pub fn build(config: &HelperConfig, settings: &SourceSettings) -> Result<Self, Error> {
+        Self::rebuild(config, settings, None)
+    }
+
+    /// Like [`RegistrySources::build`], reusing from `previous` (built with the same
+    /// `settings`) every identity, client and token cache that an item of `config` defines
+    /// identically: a configuration edit that leaves an item alone keeps its STS session and
+    /// its token (no new call, no new Secret content).
+    pub fn rebuild(
+        config: &HelperConfig,
+        settings: &SourceSettings,
+        previous: Option<&RegistrySources>,
+    ) -> Result<Self, Error> {
         let clock = settings.env.clock().clone();
-        let mut identities: HashMap<String, SharedProvider> = HashMap::new();
-        let mut clients: HashMap<(String, String), Arc<AcrClient>> = HashMap::new();
-        let mut token_caches: HashMap<String, Arc<ExpiringCache<RegistryToken>>> = HashMap::new();
-        let mut endpoint_caches: HashMap<String, Arc<ExpiringCache<Vec<String>>>> = HashMap::new();
+        let mut shared = Shared::default();
+        if let Some(p) = previous {
+            shared.identities = p.shared.identities.clone();
+            shared.clients = p.shared.clients.clone();
+            shared.token_caches = p.shared.token_caches.clone();
+            shared.endpoint_caches = p.shared.endpoint_caches.clone();
+        }
+        let Shared {
+            identities,
+            clients,
+            token_caches,
+            endpoint_caches,
+        } = &mut shared;
         let mut sources = Vec::new();
         for (index, item) in effective_items(config).iter().enumerate() {
             let context = format!("acr-registry-info[{index}]");
@@ -121,13 +206,8 @@ impl RegistrySources {
                 .region_id
                 .clone()
                 .unwrap_or_else(|| settings.cluster_region.clone());
-            let (identity_key, identity) = identity_for(
-                item,
-                config.rrsa_enabled,
-                settings,
-                &mut identities,
-                &context,
-            )?;
+            let (identity_key, identity) =
+                identity_for(item, config.rrsa_enabled, settings, identities, &context)?;
             let client = match clients.get(&(region.clone(), identity_key.clone())) {
                 Some(c) => c.clone(),
                 None => {
@@ -144,9 +224,11 @@ impl RegistrySources {
                 }
             };
             let instance = item.instance_id.clone();
+            // The threshold is part of the key: a cache renews at the threshold it was made with.
             let token_key = format!(
-                "{}|{region}|{identity_key}",
-                instance.as_deref().unwrap_or("personal")
+                "{}|{region}|{identity_key}|{}",
+                instance.as_deref().unwrap_or("personal"),
+                config.expiring_threshold.as_millis()
             );
             // No per-token jitter: a controller's tokens renew together (see
             // `RegistrySource::credential_early`); renewals across a fleet are spread by the
@@ -156,7 +238,8 @@ impl RegistrySources {
                 .or_insert_with(|| {
                     Arc::new(
                         ExpiringCache::new(config.expiring_threshold, clock.clone())
-                            .with_max_jitter(Duration::ZERO),
+                            .with_max_jitter(Duration::ZERO)
+                            .with_failure_backoff(FailureBackoff::CONTROLLER),
                     )
                 })
                 .clone();
@@ -166,7 +249,8 @@ impl RegistrySources {
                     .or_insert_with(|| {
                         Arc::new(
                             ExpiringCache::new(Duration::ZERO, clock.clone())
-                                .with_max_jitter(Duration::ZERO),
+                                .with_max_jitter(Duration::ZERO)
+                                .with_failure_backoff(FailureBackoff::CONTROLLER),
                         )
                     })
                     .clone()
@@ -192,7 +276,8 @@ impl RegistrySources {
                 clock: clock.clone(),
             }));
         }
-        Ok(Self { sources })
+        shared.retain_used(&sources);
+        Ok(Self { sources, shared })
     }
 
     /// Every source, in configuration order.
@@ -211,7 +296,8 @@ fn identity_for(
     let (mut key, mut provider): (String, SharedProvider) = if let (Some(ak), Some(sk)) =
         (&item.custom_access_key, &item.custom_access_key_secret)
     {
-        let key = format!("ak:{ak}");
+        // The secret's digest is in the key: a rotated secret is a new identity.
+        let key = format!("ak:{ak}:{}", short_digest(sk.expose()));
         let p = identities
             .entry(key.clone())
             .or_insert_with(|| Arc::new(Credentials::new(ak.clone(), sk.clone())))
@@ -222,7 +308,11 @@ fn identity_for(
         &item.rrsa_role_arn,
         &item.rrsa_oidc_provider_arn,
     ) {
-        let key = format!("rrsa:{role}|{oidc}");
+        let key = format!(
+            "rrsa:{role}|{oidc}|{}|{}",
+            item.role_session_name.as_deref().unwrap_or_default(),
+            item.sts_endpoint.as_deref().unwrap_or_default()
+        );
         let p = match identities.get(&key) {
             Some(p) => p.clone(),
             None => {
@@ -253,7 +343,11 @@ fn identity_for(
             .role_session_name
             .clone()
             .unwrap_or_else(|| crate::credentials::DEFAULT_SESSION_NAME.to_owned());
-        key = format!("{key}->{role}|{session}|{}", item.expire_duration.as_secs());
+        key = format!(
+            "{key}->{role}|{session}|{}|{}",
+            item.expire_duration.as_secs(),
+            item.sts_endpoint.as_deref().unwrap_or_default()
+        );
         provider = match identities.get(&key) {
             Some(p) => p.clone(),
             None => {
@@ -271,6 +365,15 @@ fn identity_for(
         };
     }
     Ok((key, provider))
+}
+
+/// A short hex SHA-256 of `secret`: tells two secrets apart in a cache key without holding them.
+fn short_digest(secret: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(secret.as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn in_context(e: Error, context: &str) -> Error {
@@ -305,9 +408,19 @@ impl RegistrySource {
     /// [`RegistrySource::credential`], renewing the token if it is due within `early`: call it
     /// for every source when one is due, so they renew in the same pass.
     pub async fn credential_early(&self, early: Duration) -> Result<RegistryCredential, Error> {
-        let token = self
+        match self.credential_state(early).await {
+            CredentialState::Fresh(c) | CredentialState::Stale { last_good: c, .. } => Ok(c),
+            CredentialState::Unavailable(e) => Err(e),
+        }
+    }
+
+    /// How this registry's credential stands, renewing it if it is due within `early` (and
+    /// the failure backoff allows an attempt): a failed renewal is reported from the first
+    /// failed attempt on, while the last good credential is still served.
+    pub async fn credential_state(&self, early: Duration) -> CredentialState {
+        let loaded = self
             .tokens
-            .get_or_load_early(early, || async {
+            .get_or_load_status(early, || async {
                 let token = match &self.instance_id {
                     Some(id) => self.client.get_authorization_token(id).await?,
                     None => self.client.get_personal_token().await?,
@@ -320,16 +433,55 @@ impl RegistrySource {
                 let expires_at = token.expires_at;
                 Ok((token, expires_at))
             })
-            .await?;
-        Ok(RegistryCredential {
-            hosts: self.hosts().await?,
-            token,
-        })
+            .await;
+        let loaded = match loaded {
+            Ok(l) => l,
+            Err(e) => return CredentialState::Unavailable(e),
+        };
+        let hosts = match self.hosts().await {
+            Ok(h) => h,
+            Err(e) => return CredentialState::Unavailable(e),
+        };
+        let credential = RegistryCredential {
+            token: loaded.value,
+            hosts,
+        };
+        match loaded.renewal_error {
+            None => CredentialState::Fresh(credential),
+            Some(error) => CredentialState::Stale {
+                last_good: credential,
+                error,
+            },
+        }
     }
 
     /// When the cached token is due for renewal, if one is cached.
     pub fn renew_at(&self) -> Option<SystemTime> {
         self.tokens.renew_at_time()
+    }
+
+    /// When a call would contact ACR next: the renewal time, or the end of the failure
+    /// backoff while renewals fail; `None` when nothing was fetched or tried yet.
+    pub fn next_attempt_at(&self) -> Option<SystemTime> {
+        let endpoints = self.endpoints.as_ref().and_then(|e| e.next_attempt_at());
+        match (self.tokens.next_attempt_at(), endpoints) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Failed token and endpoint requests so far (a counter: each failed attempt counts once).
+    pub fn failed_attempts(&self) -> u64 {
+        self.tokens.failed_attempts()
+            + self.endpoints.as_ref().map_or(0, |e| e.failed_attempts())
+    }
+
+    /// Puts a token found in the cluster (our Secret, written by an earlier process) into this
+    /// source's cache, so it is used until its renewal point without a call; `false` when it
+    /// has expired or a later one is cached.
+    pub fn adopt(&self, token: RegistryToken) -> bool {
+        let expires_at = token.expires_at;
+        self.tokens.seed(token, expires_at)
     }
 
     async fn hosts(&self) -> Result<Vec<String>, Error> {

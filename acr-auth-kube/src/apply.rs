@@ -74,16 +74,16 @@ pub async fn apply(client: &Client, write: &Write) -> Result<(), ApplyError> {
             }
         }
         Write::UpdateSecret {
-            namespace,
-            name,
-            resource_version,
-            content,
+            namespace, name, ..
         } => {
-            let mut obj: Secret = serde_json::from_value(content.object(namespace, name))
-                .map_err(|e| ApplyError::Invalid(e.to_string()))?;
-            obj.metadata.resource_version = Some(resource_version.clone());
+            // A JSON patch of our data key and annotation: labels and annotations others added
+            // to our Secret stay, and the resourceVersion `test` makes a concurrent change a
+            // conflict.
+            let Some(p) = write.secret_patch() else {
+                return Err(ApplyError::Invalid("no patch for an update".into()));
+            };
             let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-            api.replace(name, &PostParams::default(), &obj)
+            api.patch(name, &PatchParams::default(), &Patch::Json::<()>(p))
                 .await
                 .map(drop)
                 .map_err(classify)
@@ -94,13 +94,11 @@ pub async fn apply(client: &Client, write: &Write) -> Result<(), ApplyError> {
             patch,
             ..
         } => {
-            let p: json_patch::Patch =
-                serde_json::from_str(patch).map_err(|e| ApplyError::Invalid(e.to_string()))?;
             let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
             api.patch(
                 service_account,
                 &PatchParams::default(),
-                &Patch::Json::<()>(p),
+                &Patch::Json::<()>(patch.clone()),
             )
             .await
             .map(drop)

@@ -172,6 +172,14 @@ impl Metrics {
             .set(secs);
     }
 
+    /// Forgets the series of a registry that left the configuration (its expiry would
+    /// otherwise be reported forever).
+    pub fn forget_registry(&self, registry: &str) {
+        self.token_expiry.remove(&RegistryLabels {
+            registry: registry.to_owned(),
+        });
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -186,6 +194,7 @@ impl Metrics {
 pub struct Health {
     synced: AtomicBool,
     leader: AtomicBool,
+    configuration_accepted: AtomicBool,
     tokens_valid_until: AtomicU64,
 }
 
@@ -198,6 +207,13 @@ impl Health {
     /// The watches have listed everything once.
     pub fn set_synced(&self, synced: bool) {
         self.synced.store(synced, Ordering::Relaxed);
+    }
+
+    /// A configuration has been accepted in this process (until then a leader writes nothing
+    /// and is not ready).
+    pub fn set_configuration_accepted(&self, accepted: bool) {
+        self.configuration_accepted
+            .store(accepted, Ordering::Relaxed);
     }
 
     /// This replica is (not) the active writer.
@@ -226,6 +242,9 @@ impl Health {
             return Some("watches not synced yet");
         }
         if self.is_leader() {
+            if !self.configuration_accepted.load(Ordering::Relaxed) {
+                return Some("no valid configuration accepted yet");
+            }
             let until = SystemTime::UNIX_EPOCH
                 + Duration::from_secs(self.tokens_valid_until.load(Ordering::Relaxed));
             if until <= now {
@@ -326,6 +345,11 @@ mod tests {
         h.set_synced(true);
         assert_eq!(h.not_ready_reason(now), None, "a synced standby is ready");
         h.set_leader(true);
+        assert_eq!(
+            h.not_ready_reason(now),
+            Some("no valid configuration accepted yet")
+        );
+        h.set_configuration_accepted(true);
         assert_eq!(
             h.not_ready_reason(now),
             Some("leader without valid registry credentials")

@@ -18,6 +18,7 @@ use acr_auth_core::config::HelperConfig;
 use acr_auth_core::docker_config::DockerConfig;
 use acr_auth_core::source::RegistryCredential;
 use base64::Engine as _;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use serde_json::{json, Value};
 
 /// The label on everything we write.
@@ -68,7 +69,7 @@ fn secret_object(
         "metadata": metadata,
         "type": "kubernetes.io/dockerconfigjson",
         "data": {
-            ".dockerconfigjson": base64::engine::general_purpose::STANDARD.encode(docker_config_json),
+            DOCKER_CONFIG_KEY: base64::engine::general_purpose::STANDARD.encode(docker_config_json),
         },
     })
 }
@@ -102,94 +103,78 @@ pub fn parse_managed_entries(annotation: &str) -> Vec<String> {
         .collect()
 }
 
-/// JSON pointer of the annotation (`/` escaped as `~1`).
-fn annotation_path() -> String {
-    format!(
-        "/metadata/annotations/{}",
-        MANAGED_ENTRIES_ANNOTATION
-            .replace('~', "~0")
-            .replace('/', "~1")
-    )
+/// `key` as one segment of a JSON pointer (RFC 6901: `~` as `~0`, `/` as `~1`).
+fn pointer_segment(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
 }
 
-/// Operations that set our annotation to `names` (removing it when empty).
-fn record_ops(service_account: &Value, names: &[String]) -> Vec<Value> {
-    let has_annotations = service_account["metadata"]["annotations"].is_object();
-    let has_ours =
-        service_account["metadata"]["annotations"][MANAGED_ENTRIES_ANNOTATION].is_string();
-    match (names.is_empty(), has_annotations, has_ours) {
-        (true, _, true) => vec![json!({"op": "remove", "path": annotation_path()})],
-        (true, _, false) => Vec::new(),
-        (false, true, _) => {
-            vec![json!({"op": "add", "path": annotation_path(), "value": names.join(",")})]
-        }
-        (false, false, _) => vec![json!({
-            "op": "add",
-            "path": "/metadata/annotations",
-            "value": {MANAGED_ENTRIES_ANNOTATION: names.join(",")},
-        })],
+/// JSON pointer of annotation `key`.
+fn annotation_pointer(key: &str) -> String {
+    format!("/metadata/annotations/{}", pointer_segment(key))
+}
+
+fn op_test(path: &str, value: Value) -> json_patch::PatchOperation {
+    json_patch::PatchOperation::Test(json_patch::TestOperation {
+        path: pointer(path),
+        value,
+    })
+}
+
+fn op_add(path: &str, value: Value) -> json_patch::PatchOperation {
+    json_patch::PatchOperation::Add(json_patch::AddOperation {
+        path: pointer(path),
+        value,
+    })
+}
+
+fn op_remove(path: &str) -> json_patch::PatchOperation {
+    json_patch::PatchOperation::Remove(json_patch::RemoveOperation {
+        path: pointer(path),
+    })
+}
+
+/// The paths built here are valid pointers by construction (every segment is escaped).
+fn pointer(path: &str) -> json_patch::jsonptr::PointerBuf {
+    json_patch::jsonptr::PointerBuf::parse(path).unwrap_or_else(|_| {
+        // Unreachable: `path` starts with `/` and its segments are escaped.
+        json_patch::jsonptr::PointerBuf::new()
+    })
+}
+
+/// The operations that set annotation `key` to `value` (removing it for `None`) and nothing
+/// else: one key is added or removed, the map is created only when the object has none, and
+/// every other annotation stays as it is.
+fn annotation_ops(
+    has_annotations: bool,
+    key: &str,
+    current: Option<&str>,
+    value: Option<&str>,
+) -> Vec<json_patch::PatchOperation> {
+    match (current, value) {
+        (a, b) if a == b => Vec::new(),
+        (Some(_), None) => vec![op_remove(&annotation_pointer(key))],
+        (_, Some(v)) if has_annotations => vec![op_add(&annotation_pointer(key), json!(v))],
+        (_, Some(v)) => vec![op_add("/metadata/annotations", json!({ key: v }))],
+        (None, None) => Vec::new(),
     }
 }
 
-/// The JSON patch (RFC 6902) that removes our recorded entries named in `remove`, adds `add`
-/// when it is missing, and updates the record; `None` when nothing changes.
+/// The JSON patch (RFC 6902, as JSON) that removes our recorded entries named in `remove`,
+/// adds `add` when it is missing, and updates the record; `None` when nothing changes.
 ///
-/// Entries we did not record are never removed, and the list keeps their order. The patch
-/// `test`s the `resourceVersion` (when the object has one) and the whole current list, so a
-/// concurrent change makes it fail with a conflict instead of being overwritten.
+/// Only the entries and the one annotation we own are touched: entries are appended or removed
+/// one by one (each removal `test`s the entry it removes), our annotation is set by its own
+/// key, and the annotation map is created only when the object has none. The patch also
+/// `test`s the `resourceVersion` when the object has one, so a concurrent change makes it fail
+/// with a conflict instead of being overwritten.
 pub fn service_account_patch(
     service_account: &Value,
     add: Option<&str>,
     remove: &[&str],
 ) -> Option<Value> {
-    let recorded = managed_entries(service_account);
-    let current: Vec<Value> = service_account["imagePullSecrets"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let removing: Vec<&str> = remove
-        .iter()
-        .copied()
-        .filter(|n| recorded.iter().any(|r| r == n))
-        .collect();
-    let mut list: Vec<Value> = current
-        .iter()
-        .filter(|e| !removing.iter().any(|n| e["name"] == *n))
-        .cloned()
-        .collect();
-    let mut new_record: Vec<String> = recorded
-        .iter()
-        .filter(|r| !removing.contains(&r.as_str()))
-        .cloned()
-        .collect();
-    if let Some(name) = add {
-        if !list.iter().any(|e| e["name"] == name) {
-            list.push(json!({"name": name}));
-            if !new_record.iter().any(|r| r == name) {
-                new_record.push(name.to_owned());
-            }
-        }
-    }
-    if list == current && new_record == recorded {
-        return None;
-    }
-    let mut ops = guard(service_account);
-    match (current.is_empty(), list.is_empty()) {
-        (true, true) => {}
-        (true, false) => ops.push(json!({"op": "add", "path": "/imagePullSecrets", "value": list})),
-        (false, empty) => {
-            ops.push(json!({"op": "test", "path": "/imagePullSecrets", "value": current}));
-            ops.push(if empty {
-                json!({"op": "remove", "path": "/imagePullSecrets"})
-            } else {
-                json!({"op": "replace", "path": "/imagePullSecrets", "value": list})
-            });
-        }
-    }
-    if new_record != recorded {
-        ops.extend(record_ops(service_account, &new_record));
-    }
-    Some(Value::Array(ops))
+    ServiceAccountInfo::from_json(service_account)
+        .patch(add, remove)
+        .map(|p| serde_json::to_value(p).unwrap_or(Value::Null))
 }
 
 /// [`service_account_patch`] adding `secret_name`.
@@ -197,9 +182,13 @@ pub fn service_account_patch(
 /// ```
 /// use acr_auth_kube::plan::attach_patch;
 /// use serde_json::json;
-/// let sa = json!({"metadata": {"name": "default", "resourceVersion": "7"}, "imagePullSecrets": [{"name": "theirs"}]});
+/// let sa = json!({"metadata": {"name": "default", "resourceVersion": "7",
+///                              "annotations": {"meta.helm.sh/release-name": "web"}},
+///                 "imagePullSecrets": [{"name": "theirs"}]});
 /// let patch = attach_patch(&sa, "ours").unwrap();
-/// assert_eq!(patch[2], json!({"op": "replace", "path": "/imagePullSecrets", "value": [{"name": "theirs"}, {"name": "ours"}]}));
+/// assert_eq!(patch[1], json!({"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "ours"}}));
+/// // Our record is one key of the existing map: the Helm annotation is not rewritten.
+/// assert_eq!(patch[2]["path"], "/metadata/annotations/acr-credential-helper.alibabacloud.com~1managed-image-pull-secrets");
 /// assert!(attach_patch(&json!({"imagePullSecrets": [{"name": "ours"}]}), "ours").is_none());
 /// ```
 pub fn attach_patch(service_account: &Value, secret_name: &str) -> Option<Value> {
@@ -209,13 +198,6 @@ pub fn attach_patch(service_account: &Value, secret_name: &str) -> Option<Value>
 /// [`service_account_patch`] removing our entries named `names`.
 pub fn detach_patch(service_account: &Value, names: &[&str]) -> Option<Value> {
     service_account_patch(service_account, None, names)
-}
-
-fn guard(object: &Value) -> Vec<Value> {
-    match object["metadata"]["resourceVersion"].as_str() {
-        Some(rv) => vec![json!({"op": "test", "path": "/metadata/resourceVersion", "value": rv})],
-        None => Vec::new(),
-    }
 }
 
 /// Annotation that keeps a namespace out of scope even under `watch-namespace: all`.
@@ -232,43 +214,51 @@ pub struct NamespaceInfo {
     pub terminating: bool,
 }
 
-/// A ServiceAccount as the planner sees it.
+/// A ServiceAccount as the planner sees it: what it needs to patch exactly the entries and the
+/// annotation it owns.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ServiceAccountInfo {
     /// Namespace.
     pub namespace: String,
     /// Name.
     pub name: String,
-    /// `metadata.resourceVersion`.
+    /// `metadata.resourceVersion` (empty: unknown, no guard).
     pub resource_version: String,
     /// `imagePullSecrets[].name`, in order.
     pub image_pull_secrets: Vec<String>,
     /// The entries recorded as ours ([`MANAGED_ENTRIES_ANNOTATION`]).
     pub managed_entries: Vec<String>,
+    /// Whether `metadata.annotations` holds any annotation (ours or anyone's): our record is then
+    /// added as one key of that map, never as a new map.
+    pub has_annotations: bool,
 }
 
 impl ServiceAccountInfo {
-    /// The object as the API server returns it: an empty `imagePullSecrets` is omitted.
-    fn as_json(&self) -> Value {
-        let mut v = json!({
-            "metadata": {"name": self.name, "namespace": self.namespace, "resourceVersion": self.resource_version},
-        });
-        if !self.image_pull_secrets.is_empty() {
-            v["imagePullSecrets"] = self
+    /// The planner's view of a ServiceAccount.
+    pub fn from_service_account(sa: &ServiceAccount) -> Self {
+        let meta = &sa.metadata;
+        let annotations = meta.annotations.as_ref();
+        Self {
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+            resource_version: meta.resource_version.clone().unwrap_or_default(),
+            image_pull_secrets: sa
                 .image_pull_secrets
                 .iter()
-                .map(|n| json!({"name": n}))
-                .collect();
+                .flatten()
+                .map(|r| r.name.clone())
+                .collect(),
+            managed_entries: annotations
+                .and_then(|a| a.get(MANAGED_ENTRIES_ANNOTATION))
+                .map(|v| parse_managed_entries(v))
+                .unwrap_or_default(),
+            has_annotations: annotations.is_some_and(|a| !a.is_empty()),
         }
-        if !self.managed_entries.is_empty() {
-            v["metadata"]["annotations"] =
-                json!({MANAGED_ENTRIES_ANNOTATION: self.managed_entries.join(",")});
-        }
-        v
     }
 
-    /// Reads the planner's view from a ServiceAccount object.
-    pub fn from_object(service_account: &Value) -> Self {
+    /// The planner's view of a ServiceAccount given as JSON (an AdmissionReview's object, a
+    /// Python dict).
+    pub fn from_json(service_account: &Value) -> Self {
         let meta = &service_account["metadata"];
         Self {
             namespace: meta["namespace"].as_str().unwrap_or_default().to_owned(),
@@ -286,7 +276,80 @@ impl ServiceAccountInfo {
                 })
                 .unwrap_or_default(),
             managed_entries: managed_entries(service_account),
+            has_annotations: meta["annotations"]
+                .as_object()
+                .is_some_and(|a| !a.is_empty()),
         }
+    }
+
+    /// The JSON patch that removes our recorded entries named in `remove`, appends `add` when
+    /// it is missing, and updates our record; `None` when nothing changes. See
+    /// [`service_account_patch`].
+    pub fn patch(&self, add: Option<&str>, remove: &[&str]) -> Option<json_patch::Patch> {
+        let recorded = &self.managed_entries;
+        let list = &self.image_pull_secrets;
+        let removing: Vec<&str> = remove
+            .iter()
+            .copied()
+            .filter(|n| recorded.iter().any(|r| r == n))
+            .collect();
+        let removed: Vec<usize> = (0..list.len())
+            .filter(|&i| removing.contains(&list[i].as_str()))
+            .collect();
+        let mut new_record: Vec<String> = recorded
+            .iter()
+            .filter(|r| !removing.contains(&r.as_str()))
+            .cloned()
+            .collect();
+        let appended = add.filter(|name| {
+            !list
+                .iter()
+                .enumerate()
+                .any(|(i, e)| e == name && !removed.contains(&i))
+        });
+        if let Some(name) = appended {
+            if !new_record.iter().any(|r| r == name) {
+                new_record.push(name.to_owned());
+            }
+        }
+        let record_ops = annotation_ops(
+            self.has_annotations,
+            MANAGED_ENTRIES_ANNOTATION,
+            (!recorded.is_empty()).then(|| recorded.join(",")).as_deref(),
+            (!new_record.is_empty())
+                .then(|| new_record.join(","))
+                .as_deref(),
+        );
+        if removed.is_empty() && appended.is_none() && record_ops.is_empty() {
+            return None;
+        }
+        let mut ops = Vec::new();
+        if !self.resource_version.is_empty() {
+            ops.push(op_test(
+                "/metadata/resourceVersion",
+                json!(self.resource_version),
+            ));
+        }
+        // Each entry removed is tested first (by its index in the list as read), then removed
+        // from the end backwards so the earlier indices stay right.
+        for &i in &removed {
+            ops.push(op_test(
+                &format!("/imagePullSecrets/{i}"),
+                json!({"name": list[i]}),
+            ));
+        }
+        for &i in removed.iter().rev() {
+            ops.push(op_remove(&format!("/imagePullSecrets/{i}")));
+        }
+        if let Some(name) = appended {
+            if list.is_empty() {
+                ops.push(op_add("/imagePullSecrets", json!([{ "name": name }])));
+            } else {
+                ops.push(op_add("/imagePullSecrets/-", json!({ "name": name })));
+            }
+        }
+        ops.extend(record_ops);
+        Some(json_patch::Patch(ops))
     }
 }
 
@@ -305,7 +368,42 @@ pub struct SecretInfo {
     /// planner compares digests, so a snapshot of thousands of Secrets does not hold their
     /// content.
     pub content_digest: Option<[u8; 32]>,
+    /// Whether `metadata.annotations` holds any annotation: an update then sets our expiry
+    /// annotation as one key of that map.
+    pub has_annotations: bool,
+    /// Our expiry annotation ([`EXPIRES_ANNOTATION`]), as written.
+    pub expires_annotation: Option<String>,
 }
+
+impl SecretInfo {
+    /// The planner's view of a Secret: its `.dockerconfigjson` only as a digest.
+    pub fn from_secret(secret: &Secret) -> Self {
+        let meta = &secret.metadata;
+        let annotations = meta.annotations.as_ref();
+        Self {
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+            resource_version: meta.resource_version.clone().unwrap_or_default(),
+            managed: meta
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(MANAGED_BY_LABEL))
+                .is_some_and(|v| v == MANAGED_BY_VALUE),
+            content_digest: secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(DOCKER_CONFIG_KEY))
+                .map(|b| content_digest(&b.0)),
+            has_annotations: annotations.is_some_and(|a| !a.is_empty()),
+            expires_annotation: annotations
+                .and_then(|a| a.get(EXPIRES_ANNOTATION))
+                .cloned(),
+        }
+    }
+}
+
+/// The data key of a `kubernetes.io/dockerconfigjson` Secret.
+pub const DOCKER_CONFIG_KEY: &str = ".dockerconfigjson";
 
 /// SHA-256 of a `.dockerconfigjson` document, as [`SecretInfo::content_digest`] holds it.
 pub fn content_digest(docker_config_json: &[u8]) -> [u8; 32] {
@@ -392,7 +490,9 @@ pub enum Write {
         /// The content (the object is [`SecretContent::object`]).
         content: Arc<SecretContent>,
     },
-    /// Replace our Secret's content, in place (with a resourceVersion precondition).
+    /// Replace our Secret's content in place: a JSON patch of its `.dockerconfigjson` and our
+    /// expiry annotation, guarded by its resourceVersion ([`Write::secret_patch`]); labels and
+    /// annotations others added stay.
     UpdateSecret {
         /// Namespace.
         namespace: String,
@@ -400,8 +500,12 @@ pub enum Write {
         name: String,
         /// The version the update is based on.
         resource_version: String,
-        /// The new content (the object is [`SecretContent::object`]).
+        /// The new content.
         content: Arc<SecretContent>,
+        /// Whether the Secret has annotations (see [`SecretInfo::has_annotations`]).
+        has_annotations: bool,
+        /// Its expiry annotation as read.
+        expires_annotation: Option<String>,
     },
     /// Add our Secret to a ServiceAccount's `imagePullSecrets` and/or remove entries we
     /// recorded (one JSON patch with `test` guards).
@@ -414,8 +518,8 @@ pub enum Write {
         attach: Option<String>,
         /// The recorded entries removed.
         detach: Vec<String>,
-        /// The JSON patch (RFC 6902), serialized: thousands of pending patches stay small.
-        patch: String,
+        /// The JSON patch (RFC 6902).
+        patch: json_patch::Patch,
     },
     /// Delete a managed Secret that is out of scope or stale.
     DeleteSecret {
@@ -429,7 +533,8 @@ pub enum Write {
 }
 
 impl Write {
-    /// The Secret object a create or update sends; `None` for the other writes.
+    /// The Secret object a create sends (and the content an update writes, as a whole
+    /// object); `None` for the other writes.
     pub fn secret(&self) -> Option<Value> {
         match self {
             Write::CreateSecret {
@@ -446,6 +551,36 @@ impl Write {
             _ => None,
         }
     }
+
+    /// The JSON patch an update sends: `test` of the resourceVersion, our `.dockerconfigjson`,
+    /// our expiry annotation (one key); `None` for the other writes.
+    pub fn secret_patch(&self) -> Option<json_patch::Patch> {
+        let Write::UpdateSecret {
+            resource_version,
+            content,
+            has_annotations,
+            expires_annotation,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let mut ops = vec![
+            op_test("/metadata/resourceVersion", json!(resource_version)),
+            op_add(
+                &format!("/data/{}", pointer_segment(DOCKER_CONFIG_KEY)),
+                json!(base64::engine::general_purpose::STANDARD.encode(content.docker_config_json())),
+            ),
+        ];
+        let expiry = content.expires_at.map(acr_auth_core::time::format_iso8601);
+        ops.extend(annotation_ops(
+            *has_annotations,
+            EXPIRES_ANNOTATION,
+            expires_annotation.as_deref(),
+            expiry.as_deref(),
+        ));
+        Some(json_patch::Patch(ops))
+    }
 }
 
 /// Whether `name` matches the glob `pattern` (`*` any run, `?` one character).
@@ -457,16 +592,9 @@ impl Write {
 /// assert!(glob_match("team-?", "team-a"));
 /// ```
 pub fn glob_match(pattern: &str, name: &str) -> bool {
-    fn go(p: &[u8], n: &[u8]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
-            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
-            _ => false,
-        }
-    }
-    go(pattern.as_bytes(), name.as_bytes())
+    // `wildmatch` runs in linear time: a hostile pattern such as `*a*a*a*a*b` on a long name
+    // cannot stall the planner or the webhook.
+    wildmatch::WildMatch::new(pattern).matches(name)
 }
 
 /// Whether the configuration serves `ns`.
@@ -550,6 +678,8 @@ pub fn plan(
                     name: s.name.clone(),
                     resource_version: s.resource_version.clone(),
                     content: content.clone(),
+                    has_annotations: s.has_annotations,
+                    expires_annotation: s.expires_annotation.clone(),
                 }),
             }
         }
@@ -570,8 +700,7 @@ pub fn plan(
             .map(String::as_str)
             .filter(|name| !(wanted && *name == secret_name))
             .collect();
-        let json = sa.as_json();
-        if let Some(patch) = service_account_patch(&json, add, &remove) {
+        if let Some(patch) = sa.patch(add, &remove) {
             let before = &sa.image_pull_secrets;
             let attach = add
                 .filter(|a| !before.iter().any(|e| e == a))
@@ -586,7 +715,7 @@ pub fn plan(
                 service_account: sa.name.clone(),
                 attach,
                 detach,
-                patch: patch.to_string(),
+                patch,
             });
         }
     }
@@ -631,6 +760,41 @@ mod tests {
     }
 
     #[test]
+    fn foreign_annotations_are_never_rewritten() {
+        // The reported defect: an SA with RRSA and Helm annotations and no entry of ours.
+        let sa = json!({"metadata": {"name": "default", "resourceVersion": "3", "annotations": {
+            "pod-identity.alibabacloud.com/role-name": "app-role",
+            "meta.helm.sh/release-name": "web",
+        }}});
+        let p = attach_patch(&sa, "ours").unwrap();
+        let mut after = sa.clone();
+        json_patch::patch(&mut after, &serde_json::from_value::<json_patch::Patch>(p.clone()).unwrap())
+            .unwrap();
+        assert_eq!(after["metadata"]["annotations"]["pod-identity.alibabacloud.com/role-name"], "app-role");
+        assert_eq!(after["metadata"]["annotations"]["meta.helm.sh/release-name"], "web");
+        assert_eq!(after["metadata"]["annotations"][MANAGED_ENTRIES_ANNOTATION], "ours");
+        assert_eq!(after["imagePullSecrets"], json!([{"name": "ours"}]));
+        // No operation replaces the annotation map or the list as a whole.
+        for op in p.as_array().unwrap() {
+            assert!(
+                !(op["op"] == "add" && op["path"] == "/metadata/annotations"),
+                "{op}"
+            );
+            assert_ne!(op["op"], "replace", "{op}");
+        }
+    }
+
+    #[test]
+    fn glob_matching_is_linear() {
+        // A pattern that makes a backtracking matcher exponential.
+        let pattern = "*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b";
+        let name = "a".repeat(60);
+        assert!(!glob_match(pattern, &name));
+        assert!(glob_match("*a*b", "xxaxxb"));
+        assert!(glob_match("kube-?ystem", "kube-system"));
+    }
+
+    #[test]
     fn attach_records_and_detach_removes_only_recorded_entries() {
         let sa = json!({"metadata": {"name": "default"}});
         let p = attach_patch(&sa, "ours").unwrap();
@@ -643,16 +807,14 @@ mod tests {
                               "imagePullSecrets": [{"name": "ours"}, {"name": "theirs"}]});
         let p = detach_patch(&recorded, &["ours"]).unwrap();
         assert_eq!(
-            p[0],
-            json!({"op": "test", "path": "/metadata/resourceVersion", "value": "9"})
+            p,
+            json!([
+                {"op": "test", "path": "/metadata/resourceVersion", "value": "9"},
+                {"op": "test", "path": "/imagePullSecrets/0", "value": {"name": "ours"}},
+                {"op": "remove", "path": "/imagePullSecrets/0"},
+                {"op": "remove", "path": "/metadata/annotations/acr-credential-helper.alibabacloud.com~1managed-image-pull-secrets"},
+            ])
         );
-        assert_eq!(p[1]["op"], "test");
-        assert_eq!(
-            p[2],
-            json!({"op": "replace", "path": "/imagePullSecrets", "value": [{"name": "theirs"}]})
-        );
-        assert_eq!(p[3]["op"], "remove");
-        assert_eq!(p[3]["path"], "/metadata/annotations/acr-credential-helper.alibabacloud.com~1managed-image-pull-secrets");
         // Not recorded: someone else's entry, even with our name.
         assert!(
             detach_patch(&json!({"imagePullSecrets": [{"name": "ours"}]}), &["ours"]).is_none()

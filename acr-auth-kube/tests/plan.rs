@@ -47,7 +47,7 @@ fn sa(ns: &str, name: &str, secrets: &[&str]) -> ServiceAccountInfo {
         name: name.into(),
         resource_version: "1".into(),
         image_pull_secrets: secrets.iter().map(|s| s.to_string()).collect(),
-        managed_entries: vec![],
+        ..Default::default()
     }
 }
 
@@ -77,6 +77,8 @@ fn apply(snapshot: &ClusterSnapshot, writes: &[Write]) -> ClusterSnapshot {
                     resource_version: bump(),
                     managed: acr_auth_kube::plan::is_managed(secret),
                     content_digest: Some(digest(&decode(secret))),
+                    has_annotations: true,
+                    expires_annotation: None,
                 });
             }
             Write::UpdateSecret {
@@ -135,12 +137,11 @@ fn apply(snapshot: &ClusterSnapshot, writes: &[Write]) -> ClusterSnapshot {
                 if !x.managed_entries.is_empty() {
                     doc["metadata"]["annotations"] = serde_json::json!({MANAGED_ENTRIES_ANNOTATION: x.managed_entries.join(",")});
                 }
-                let p: json_patch::Patch = serde_json::from_str(patch).unwrap();
-                json_patch::patch(&mut doc, &p)
-                    .unwrap_or_else(|e| panic!("patch {patch} failed: {e}"));
+                json_patch::patch(&mut doc, patch)
+                    .unwrap_or_else(|e| panic!("patch {patch:?} failed: {e}"));
                 let rv = bump();
                 doc["metadata"]["resourceVersion"] = rv.into();
-                *x = ServiceAccountInfo::from_object(&doc);
+                *x = ServiceAccountInfo::from_json(&doc);
             }
         }
     }
@@ -252,6 +253,7 @@ fn foreign_secrets_and_entries_are_never_touched() {
         resource_version: "5".into(),
         managed: false,
         content_digest: Some(digest("{}")),
+        ..Default::default()
     });
     let c = config(&[("watch-namespace", "dev")]);
     let w = plan(&c, &snap, &[cred("u", "p", &["h"])]);
@@ -458,6 +460,7 @@ fn arb_snapshot() -> impl Strategy<Value = ClusterSnapshot> {
                         .map(|(e, _)| e.to_string())
                         .collect();
                     info.managed_entries.dedup();
+                    info.has_annotations = !info.managed_entries.is_empty();
                     snap.service_accounts.push(info);
                 }
             }
@@ -474,6 +477,7 @@ fn arb_snapshot() -> impl Strategy<Value = ClusterSnapshot> {
                         resource_version: "7".into(),
                         managed,
                         content_digest: Some(digest(if fresh_content { "{}" } else { "old" })),
+                        ..Default::default()
                     });
                 }
             }

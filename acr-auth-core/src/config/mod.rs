@@ -473,9 +473,8 @@ fn raw_node_or_text<'a>(raw: &'a Raw<'a>) -> ItemsSource<'a> {
 
 fn finish(config: HelperConfig, report: Report) -> Result<ParsedConfig, ConfigErrors> {
     if report.errors.is_empty() {
-        for w in &report.warnings {
-            tracing::warn!(warning = %w, "configuration");
-        }
+        // Not logged here: the caller reports them once (the controller logs them, check-config
+        // prints them), so a user does not read every warning twice.
         Ok(ParsedConfig {
             config,
             warnings: report.warnings,

@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use acr_auth_core::config::HelperConfig;
 use acr_auth_core::credentials::TokenMode;
-use acr_auth_core::source::{RegistryCredential, RegistrySources, SourceSettings};
+use acr_auth_core::cache::FailureBackoff;
+use acr_auth_core::source::{
+    CredentialState, RegistryCredential, RegistrySources, SourceSettings,
+};
 use futures_util::StreamExt as _;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use kube::api::Api;
@@ -32,7 +35,8 @@ use crate::identity::{resolve_base_identity, ADDON_SECRET, MANAGED_ROLE_SECRET};
 use crate::leader::{LeaderElector, Leadership, LeaseSettings};
 use crate::ops::{FailureLabels, Ops, RegistryLabels, ResultLabels, WriteLabels};
 use crate::plan::{
-    plan, NamespaceInfo, SecretInfo, ServiceAccountInfo, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    plan, NamespaceInfo, SecretInfo, ServiceAccountInfo, Write, MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
 };
 use crate::webhook::{LiveContext, WebhookSettings};
 
@@ -105,6 +109,8 @@ pub struct PassReport {
     pub conflicts: usize,
     /// Writes that failed otherwise.
     pub failed: usize,
+    /// Writes not sent because their object waits out a backoff after a failure.
+    pub deferred: usize,
 }
 
 /// The controller.
@@ -124,24 +130,135 @@ impl std::fmt::Debug for Controller {
     }
 }
 
+/// The configuration the controller acts on. "No configuration accepted yet" is its own state:
+/// in it nothing is written and, above all, nothing is deleted or detached.
+enum ConfigState {
+    /// No configuration accepted in this process (the ConfigMap is invalid, or its registry
+    /// sources could not be built): the cluster is left exactly as it is.
+    NotAccepted,
+    /// The last good configuration and its registry sources (a later invalid edit leaves it in
+    /// force).
+    Accepted(Box<Accepted>),
+}
+
+struct Accepted {
+    config: HelperConfig,
+    sources: RegistrySources,
+}
+
+/// What the controller remembers of one registry between passes.
+#[derive(Default)]
+struct RegistryRecord {
+    /// The token expiry last seen, to count renewals.
+    expires_at: Option<std::time::SystemTime>,
+    /// Failed attempts already counted in the metric.
+    failed_attempts: u64,
+    /// The failure last reported (an Event goes out when it starts or changes).
+    failing: Option<String>,
+}
+
 struct Live {
     /// Identity, region, endpoints: the base identity changes when the credential Secrets do.
     sources_settings: SourceSettings,
     /// `(name, resourceVersion)` of the credential Secrets the identity was chosen with.
     credential_secrets: Vec<(String, String)>,
-    /// The expiry last seen per registry, to count renewals.
-    expiries: BTreeMap<String, std::time::SystemTime>,
-    config: HelperConfig,
-    config_data: Option<BTreeMap<String, String>>,
+    /// Per registry (by description).
+    registries: BTreeMap<String, RegistryRecord>,
+    state: ConfigState,
+    /// The ConfigMap data last read (`Some(None)`: there was none); `None`: read it again.
+    config_data: Option<Option<BTreeMap<String, String>>>,
+    /// The error of the last invalid configuration read, if it is still the latest.
     invalid: Option<String>,
-    sources: Option<RegistrySources>,
-    credentials_failed: Option<String>,
     not_ours: BTreeSet<(String, String)>,
+    /// Writes that failed, paced per object.
+    backoff: WriteBackoff,
     /// The MutatingWebhookConfiguration last written (`Some(None)`: made sure there is none).
     webhook_applied: Option<Option<serde_json::Value>>,
     /// When the MutatingWebhookConfiguration was last compared with the cluster: it is read
     /// again every resync, so an edit or deletion by someone else is repaired.
     webhook_checked: tokio::time::Instant,
+}
+
+impl Live {
+    fn accepted(&self) -> Option<&Accepted> {
+        match &self.state {
+            ConfigState::Accepted(a) => Some(a),
+            ConfigState::NotAccepted => None,
+        }
+    }
+}
+
+/// Failing writes, each paced on its own: capped exponential backoff with jitter from its first
+/// failure, forgotten on success or when the write is no longer wanted. A failing object never
+/// holds up the others, and never turns into a loop of full passes.
+#[derive(Default)]
+struct WriteBackoff {
+    objects: std::collections::HashMap<String, (u32, tokio::time::Instant)>,
+}
+
+/// Conflicts clear as soon as the watch delivers the newer object: they start shorter.
+const CONFLICT_BACKOFF: FailureBackoff = FailureBackoff {
+    min: Duration::from_millis(250),
+    max: Duration::from_secs(300),
+    when_empty: true,
+};
+
+impl WriteBackoff {
+    fn key(write: &Write) -> String {
+        match write {
+            Write::CreateSecret {
+                namespace, name, ..
+            }
+            | Write::UpdateSecret {
+                namespace, name, ..
+            }
+            | Write::DeleteSecret {
+                namespace, name, ..
+            } => format!("secret {namespace}/{name}"),
+            Write::PatchServiceAccount {
+                namespace,
+                service_account,
+                ..
+            } => format!("serviceaccount {namespace}/{service_account}"),
+        }
+    }
+
+    /// Whether `write` waits out a backoff at `now`.
+    fn waiting(&self, write: &Write, now: tokio::time::Instant) -> bool {
+        self.objects
+            .get(&Self::key(write))
+            .is_some_and(|(_, at)| now < *at)
+    }
+
+    fn failed(&mut self, write: &Write, conflict: bool) -> Duration {
+        let policy = if conflict {
+            CONFLICT_BACKOFF
+        } else {
+            FailureBackoff::CONTROLLER
+        };
+        let entry = self
+            .objects
+            .entry(Self::key(write))
+            .or_insert((0, tokio::time::Instant::now()));
+        entry.0 = entry.0.saturating_add(1);
+        let delay = policy.delay(entry.0);
+        entry.1 = tokio::time::Instant::now() + delay;
+        delay
+    }
+
+    fn succeeded(&mut self, write: &Write) {
+        self.objects.remove(&Self::key(write));
+    }
+
+    /// Forgets objects the latest plan no longer writes.
+    fn retain_planned(&mut self, planned: &BTreeSet<String>) {
+        self.objects.retain(|k, _| planned.contains(k));
+    }
+
+    /// When the next backed-off write may go.
+    fn next(&self) -> Option<tokio::time::Instant> {
+        self.objects.values().map(|(_, at)| *at).min()
+    }
 }
 
 impl Controller {
@@ -326,17 +443,15 @@ impl Controller {
         let mut live = Live {
             sources_settings: self.settings.sources.clone(),
             credential_secrets: credential_versions(&credential_stores),
-            expiries: BTreeMap::new(),
-            config: HelperConfig::default(),
+            registries: BTreeMap::new(),
+            state: ConfigState::NotAccepted,
             config_data: None,
             invalid: None,
-            sources: None,
-            credentials_failed: None,
             not_ours: BTreeSet::new(),
+            backoff: WriteBackoff::default(),
             webhook_applied: None,
             webhook_checked: tokio::time::Instant::now(),
         };
-        let mut next_renewal = tokio::time::Instant::now();
         let mut was_leader = false;
         loop {
             if !leadership.is_leader() {
@@ -356,62 +471,76 @@ impl Controller {
                 // Start from what the cluster holds now; tokens are fetched again if due.
                 live.not_ours.clear();
                 live.webhook_applied = None;
+                live.backoff = WriteBackoff::default();
             }
             self.refresh_identity(&credential_stores, &mut live).await;
             self.load_config(&configmaps, &mut live).await;
-            self.sync_webhook_configuration(&mut live).await;
-            let credentials = self.credentials(&mut live).await;
-            next_renewal = live
-                .sources
-                .as_ref()
-                .and_then(|s| s.sources().iter().filter_map(|x| x.renew_at()).min())
-                .map(|t| {
-                    tokio::time::Instant::now()
-                        + t.duration_since(self.settings.sources.env.clock().now())
-                            .unwrap_or_default()
-                })
-                .unwrap_or(next_renewal + self.settings.resync);
-            let started = std::time::Instant::now();
-            let report = self
-                .pass(
-                    &namespaces,
-                    &service_accounts,
-                    &secrets,
-                    &mut live,
-                    &credentials,
-                    leadership,
-                )
-                .await;
-            let retry_soon = report.conflicts > 0 || report.failed > 0;
-            self.ops
-                .metrics
-                .reconcile_duration
-                .observe(started.elapsed().as_secs_f64());
-            self.ops
-                .metrics
-                .reconciles
-                .get_or_create(&ResultLabels {
-                    result: if retry_soon { "retry" } else { "ok" }.to_owned(),
-                })
-                .inc();
-            self.ops
-                .metrics
-                .namespaces_served
-                .set(secrets.count(|s| s.name == live.config.secret_name) as i64);
-            if report.planned > 0 {
-                tracing::info!(
-                    planned = report.planned,
-                    applied = report.applied,
-                    conflicts = report.conflicts,
-                    failed = report.failed,
-                    "reconciled"
-                );
+            let mut next_wake = tokio::time::Instant::now() + self.settings.resync;
+            if live.accepted().is_some() {
+                self.sync_webhook_configuration(&mut live).await;
+                let credentials = self.credentials(&mut live).await;
+                let started = std::time::Instant::now();
+                let report = self
+                    .pass(
+                        &namespaces,
+                        &service_accounts,
+                        &secrets,
+                        &mut live,
+                        &credentials,
+                        leadership,
+                    )
+                    .await;
+                let failing = report.conflicts > 0 || report.failed > 0 || report.deferred > 0;
+                self.ops
+                    .metrics
+                    .reconcile_duration
+                    .observe(started.elapsed().as_secs_f64());
+                self.ops
+                    .metrics
+                    .reconciles
+                    .get_or_create(&ResultLabels {
+                        result: if failing { "retry" } else { "ok" }.to_owned(),
+                    })
+                    .inc();
+                if let Some(accepted) = live.accepted() {
+                    let name = &accepted.config.secret_name;
+                    self.ops
+                        .metrics
+                        .namespaces_served
+                        .set(secrets.count(|s| &s.name == name) as i64);
+                }
+                if report.planned > 0 {
+                    tracing::info!(
+                        planned = report.planned,
+                        applied = report.applied,
+                        conflicts = report.conflicts,
+                        failed = report.failed,
+                        deferred = report.deferred,
+                        "reconciled"
+                    );
+                }
+                // Wake for the next token renewal or registry retry, and the next write retry.
+                let now = self.settings.sources.env.clock().now();
+                let registry_due = live.accepted().and_then(|a| {
+                    a.sources
+                        .sources()
+                        .iter()
+                        .filter_map(|x| x.next_attempt_at())
+                        .min()
+                });
+                if let Some(t) = registry_due {
+                    next_wake = next_wake.min(
+                        tokio::time::Instant::now() + t.duration_since(now).unwrap_or_default(),
+                    );
+                }
+                if let Some(t) = live.backoff.next() {
+                    next_wake = next_wake.min(t);
+                }
             }
             tokio::select! {
                 _ = trigger.notified() => {}
                 _ = leadership.wait_until(false) => {}
-                _ = tokio::time::sleep_until(next_renewal) => {}
-                _ = tokio::time::sleep(if retry_soon { Duration::from_millis(500) } else { self.settings.resync }) => {}
+                _ = tokio::time::sleep_until(next_wake) => {}
             }
             // Let a burst of watch events settle into one pass.
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -434,8 +563,14 @@ impl Controller {
                 live.sources_settings.base_identity = identity.provider;
                 live.sources_settings.base_identity_name = format!("{:?}", identity.source);
                 live.credential_secrets = versions;
-                // Rebuild the sources (and their token caches) with the new identity.
-                live.sources = None;
+                // Rebuild the sources (and their token caches) with the new identity: read the
+                // last good configuration (fresh caches: the old ones hold the old identity).
+                if let ConfigState::Accepted(a) = &mut live.state {
+                    match RegistrySources::build(&a.config, &live.sources_settings) {
+                        Ok(sources) => a.sources = sources,
+                        Err(e) => tracing::error!(error = %e, "registry sources could not be built with the new identity; keeping the current ones"),
+                    }
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "credential Secrets changed but no base identity could be chosen; keeping the current one");
@@ -449,7 +584,7 @@ impl Controller {
             .state()
             .first()
             .map(|cm| cm.data.clone().unwrap_or_default());
-        if data == live.config_data && live.sources.is_some() {
+        if live.config_data.as_ref() == Some(&data) {
             return;
         }
         let parsed = match &data {
@@ -463,33 +598,52 @@ impl Controller {
             }
             Some(d) => HelperConfig::from_configmap(d),
         };
-        live.config_data = data;
-        match parsed {
-            Ok(p) => {
-                for w in &p.warnings {
-                    tracing::warn!(warning = %w, "configuration");
-                }
-                match RegistrySources::build(&p.config, &live.sources_settings) {
-                    Ok(sources) => {
-                        tracing::info!(
-                            registries = sources.sources().len(),
-                            "configuration loaded"
-                        );
-                        live.config = p.config;
-                        live.sources = Some(sources);
-                        live.invalid = None;
-                        self.ops.metrics.configuration_valid.set(1);
-                    }
-                    Err(e) => self.invalid(live, e.to_string()).await,
-                }
-            }
-            Err(e) => self.invalid(live, e.to_string()).await,
+        live.config_data = Some(data);
+        let p = match parsed {
+            Ok(p) => p,
+            Err(e) => return self.invalid(live, e.to_string()).await,
+        };
+        for w in &p.warnings {
+            tracing::warn!(warning = %w, "configuration");
         }
+        // Items that did not change keep their identities and token caches.
+        let previous = live.accepted().map(|a| &a.sources);
+        let sources = match RegistrySources::rebuild(&p.config, &live.sources_settings, previous)
+        {
+            Ok(s) => s,
+            Err(e) => return self.invalid(live, e.to_string()).await,
+        };
+        tracing::info!(registries = sources.sources().len(), "configuration loaded");
+        // Registries that left the configuration: forget their state and metrics.
+        let kept: BTreeSet<&str> = sources.sources().iter().map(|s| s.description()).collect();
+        live.registries.retain(|name, _| {
+            let keep = kept.contains(name.as_str());
+            if !keep {
+                self.ops.metrics.forget_registry(name);
+            }
+            keep
+        });
+        live.state = ConfigState::Accepted(Box::new(Accepted {
+            config: p.config,
+            sources,
+        }));
+        live.invalid = None;
+        self.ops.metrics.configuration_valid.set(1);
+        self.ops.health.set_configuration_accepted(true);
     }
 
     async fn invalid(&self, live: &mut Live, message: String) {
         self.ops.metrics.configuration_valid.set(0);
-        tracing::error!(error = %message, "invalid configuration; the last good configuration stays in force");
+        match live.state {
+            ConfigState::Accepted(_) => tracing::error!(
+                error = %message,
+                "invalid configuration; the last good configuration stays in force"
+            ),
+            ConfigState::NotAccepted => tracing::error!(
+                error = %message,
+                "invalid configuration and none accepted yet; nothing is written or removed until a valid one arrives"
+            ),
+        }
         if live.invalid.as_deref() != Some(message.as_str()) {
             self.event(
                 EventType::Warning,
@@ -502,74 +656,94 @@ impl Controller {
         live.invalid = Some(message);
     }
 
-    /// Every registry's credential; empty when any fails (the Secrets then keep their last good
-    /// content: a partial or expired set is never written).
+    /// The credential of every registry that has a valid one (fresh, or the last good one while
+    /// renewal fails). A failing registry is reported (metric at each failed attempt, a Warning
+    /// Event when its failure starts or changes) and never holds up the others.
     async fn credentials(&self, live: &mut Live) -> Vec<RegistryCredential> {
-        let Some(sources) = &live.sources else {
+        let Some(accepted) = live.accepted() else {
             return Vec::new();
         };
-        let mut out = Vec::new();
-        let mut failures = Vec::new();
-        let metrics = &self.ops.metrics;
-        for s in sources.sources() {
-            let registry = s.description().to_owned();
+        let mut states = Vec::new();
+        for s in accepted.sources.sources() {
             // Renew every token due soon together with the one that is due now.
-            match s.credential_early(RENEW_TOGETHER).await {
-                Ok(c) => {
-                    let expires_at = c.token.expires_at;
-                    if live.expiries.insert(registry.clone(), expires_at) != Some(expires_at) {
-                        metrics
-                            .renewals
-                            .get_or_create(&RegistryLabels {
-                                registry: registry.clone(),
-                            })
-                            .inc();
-                    }
-                    metrics.set_token_expiry(&registry, expires_at);
-                    out.push(c);
-                }
-                Err(e) => {
+            let state = s.credential_state(RENEW_TOGETHER).await;
+            states.push((s.description().to_owned(), s.failed_attempts(), state));
+        }
+        let metrics = &self.ops.metrics;
+        let mut out = Vec::new();
+        for (registry, failed_attempts, state) in states {
+            let record = live.registries.entry(registry.clone()).or_default();
+            if let Some(e) = state.error() {
+                let new_failures = failed_attempts.saturating_sub(record.failed_attempts);
+                if new_failures > 0 {
                     metrics
                         .renewal_failures
                         .get_or_create(&FailureLabels {
                             registry: registry.clone(),
                             reason: e.code().unwrap_or(e.kind().as_str()).to_owned(),
                         })
-                        .inc();
-                    failures.push(format!("{registry}: {e}"));
+                        .inc_by(new_failures);
                 }
             }
-        }
-        if failures.is_empty() {
-            self.ops
-                .health
-                .set_tokens_valid_until(out.iter().map(|c| c.token.expires_at).min());
-            if live.credentials_failed.take().is_some() {
-                tracing::info!("registry credentials recovered");
-                self.event(
-                    EventType::Normal,
-                    "TokenRenewed",
-                    "registry credentials renewed after a failure".into(),
-                    self.configmap_ref(),
-                )
-                .await;
+            record.failed_attempts = failed_attempts;
+            match &state {
+                CredentialState::Fresh(_) => {
+                    if record.failing.take().is_some() {
+                        tracing::info!(%registry, "registry credentials recovered");
+                        let note = format!("{registry}: registry credentials renewed after a failure");
+                        self.event(EventType::Normal, "TokenRenewed", note, self.configmap_ref())
+                            .await;
+                    }
+                }
+                CredentialState::Stale { last_good, error } => {
+                    let until = acr_auth_core::time::format_iso8601(last_good.token.expires_at);
+                    let message = format!(
+                        "{registry}: renewal failed ({error}); the last good credential stays in the Secrets until {until}"
+                    );
+                    self.report_failure(record, message).await;
+                }
+                CredentialState::Unavailable(error) => {
+                    let message = format!(
+                        "{registry}: no valid credential ({error}); its hosts are left out of new Secret content, the other registries are served"
+                    );
+                    self.report_failure(record, message).await;
+                }
             }
-            out
-        } else {
-            let message = failures.join("; ");
-            tracing::error!(error = %message, "registry credentials unavailable; Secrets keep their last good content");
-            if live.credentials_failed.as_deref() != Some(message.as_str()) {
-                self.event(
-                    EventType::Warning,
-                    "TokenRenewalFailed",
-                    message.clone(),
-                    self.configmap_ref(),
-                )
-                .await;
+            if let Some(c) = state.credential() {
+                let expires_at = c.token.expires_at;
+                if record.expires_at.replace(expires_at) != Some(expires_at) {
+                    metrics
+                        .renewals
+                        .get_or_create(&RegistryLabels {
+                            registry: registry.clone(),
+                        })
+                        .inc();
+                }
+                metrics.set_token_expiry(&registry, expires_at);
+                out.push(c.clone());
             }
-            live.credentials_failed = Some(message);
-            Vec::new()
         }
+        self.ops
+            .health
+            .set_tokens_valid_until(out.iter().map(|c| c.token.expires_at).min());
+        out
+    }
+
+    /// Logs a registry failure, and sends a Warning Event when it starts or its text changes
+    /// (not at every retry).
+    async fn report_failure(&self, record: &mut RegistryRecord, message: String) {
+        if record.failing.as_deref() == Some(message.as_str()) {
+            return;
+        }
+        tracing::error!(error = %message, "registry credentials failing");
+        self.event(
+            EventType::Warning,
+            "TokenRenewalFailed",
+            message.clone(),
+            self.configmap_ref(),
+        )
+        .await;
+        record.failing = Some(message);
     }
 
     async fn pass(
@@ -581,10 +755,14 @@ impl Controller {
         credentials: &[RegistryCredential],
         leadership: &Leadership,
     ) -> PassReport {
+        // Destructive writes need an accepted configuration: without one there is no plan.
+        let Some(accepted) = live.accepted() else {
+            return PassReport::default();
+        };
         let writes = {
             // The snapshot is a copy of the stores: drop it before the writes go out.
             let snap = snapshot(namespaces, service_accounts, secrets, &live.not_ours);
-            plan(&live.config, &snap, credentials)
+            plan(&accepted.config, &snap, credentials)
         };
         let mut report = PassReport {
             planned: writes.len(),
@@ -597,11 +775,18 @@ impl Controller {
             report.applied = writes.len();
             return report;
         }
+        let planned: BTreeSet<String> = writes.iter().map(WriteBackoff::key).collect();
+        live.backoff.retain_planned(&planned);
+        let now = tokio::time::Instant::now();
+        let (ready, waiting): (Vec<Write>, Vec<Write>) = writes
+            .into_iter()
+            .partition(|w| !live.backoff.waiting(w, now));
+        report.deferred = waiting.len();
         // Writes are independent (each carries its own preconditions), so a bounded number go
         // out at once: a cold start over thousands of namespaces is not one long queue. Each
         // outcome is handled as it arrives; nothing is collected.
         // A replica that stops leading sends nothing more.
-        let mut outcomes = futures_util::stream::iter(writes)
+        let mut outcomes = futures_util::stream::iter(ready)
             .take_while(|_| std::future::ready(leadership.is_leader()))
             .map(|w| {
                 let client = self.client.clone();
@@ -627,10 +812,12 @@ impl Controller {
             match outcome {
                 Ok(()) => {
                     tracing::debug!(write = %apply::describe(&write), "applied");
+                    live.backoff.succeeded(&write);
                     report.applied += 1;
                 }
                 Err(ApplyError::Conflict(m)) => {
-                    tracing::debug!(write = %apply::describe(&write), conflict = %m, "conflict; will re-plan");
+                    let retry_in = live.backoff.failed(&write, true);
+                    tracing::debug!(write = %apply::describe(&write), conflict = %m, retry_in_ms = retry_in.as_millis() as u64, "conflict; will re-plan");
                     report.conflicts += 1;
                 }
                 Err(ApplyError::NotOurs { namespace, name }) => {
@@ -646,7 +833,8 @@ impl Controller {
                     report.failed += 1;
                 }
                 Err(e) => {
-                    tracing::warn!(write = %apply::describe(&write), error = %e, reason = e.reason(), "write failed; will retry");
+                    let retry_in = live.backoff.failed(&write, false);
+                    tracing::warn!(write = %apply::describe(&write), error = %e, reason = e.reason(), retry_in_ms = retry_in.as_millis() as u64, "write failed; will retry");
                     report.failed += 1;
                 }
             }

@@ -14,11 +14,7 @@ use kube::runtime::watcher::{self, Config as WatchConfig};
 use kube::runtime::WatchStreamExt as _;
 use tokio::sync::Notify;
 
-use crate::plan::{
-    content_digest, parse_managed_entries, ClusterSnapshot, NamespaceInfo, SecretInfo,
-    ServiceAccountInfo, MANAGED_BY_LABEL, MANAGED_BY_VALUE, MANAGED_ENTRIES_ANNOTATION,
-    SKIP_ANNOTATION,
-};
+use crate::plan::{ClusterSnapshot, NamespaceInfo, SecretInfo, ServiceAccountInfo, SKIP_ANNOTATION};
 
 /// Aborts the watch tasks when the controller returns, so nothing outlives a shutdown.
 pub(super) struct WatchTasks(pub(super) Vec<tokio::task::JoinHandle<()>>);
@@ -220,41 +216,12 @@ pub(super) fn namespace_info(ns: &Namespace) -> NamespaceInfo {
 
 /// The planner's view of a ServiceAccount.
 pub(super) fn service_account_info(sa: &ServiceAccount) -> ServiceAccountInfo {
-    let meta = &sa.metadata;
-    ServiceAccountInfo {
-        namespace: meta.namespace.clone().unwrap_or_default(),
-        name: meta.name.clone().unwrap_or_default(),
-        resource_version: meta.resource_version.clone().unwrap_or_default(),
-        image_pull_secrets: sa
-            .image_pull_secrets
-            .iter()
-            .flatten()
-            .map(|r| r.name.clone())
-            .collect(),
-        managed_entries: annotation(meta, MANAGED_ENTRIES_ANNOTATION)
-            .map(parse_managed_entries)
-            .unwrap_or_default(),
-    }
+    ServiceAccountInfo::from_service_account(sa)
 }
 
 /// The planner's view of a Secret: its `.dockerconfigjson` only as a digest.
 pub(super) fn secret_info(secret: &Secret) -> SecretInfo {
-    let meta = &secret.metadata;
-    SecretInfo {
-        namespace: meta.namespace.clone().unwrap_or_default(),
-        name: meta.name.clone().unwrap_or_default(),
-        resource_version: meta.resource_version.clone().unwrap_or_default(),
-        managed: meta
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(MANAGED_BY_LABEL))
-            .is_some_and(|v| v == MANAGED_BY_VALUE),
-        content_digest: secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(".dockerconfigjson"))
-            .map(|b| content_digest(&b.0)),
-    }
+    SecretInfo::from_secret(secret)
 }
 
 /// The planner's view of the cluster.

@@ -33,9 +33,14 @@ impl Controller {
         let Some(settings) = &self.settings.webhook else {
             return;
         };
-        let desired = live.config.webhook.enabled.then(|| {
+        // Without an accepted configuration nothing is known about the webhook: in particular it
+        // is never removed because the ConfigMap could not be read.
+        let Some(accepted) = live.accepted() else {
+            return;
+        };
+        let desired = accepted.config.webhook.enabled.then(|| {
             crate::webhook::configuration(
-                &live.config.webhook,
+                &accepted.config.webhook,
                 settings.client_config.clone(),
                 &settings.ca_pem,
             )
