@@ -140,7 +140,7 @@ async fn scenario(kube: &FakeKube, cloud: &FakeCloud) {
         secret_hosts(kube, "dev").is_some() && secret_hosts(kube, "team").is_some()
     })
     .await;
-    eventually("a renewal", || kube.count("update", Some("secrets")) >= 1).await;
+    eventually("a renewal", || kube.count("patch", Some("secrets")) >= 1).await;
 
     // Narrowing, a webhook edit, an invalid edit, then disabling the webhook.
     put_config(

@@ -1,0 +1,203 @@
+//! End to end, against the fake cloud and the fake API server: the controller never destroys on
+//! doubt (a restart with an invalid ConfigMap), one failing registry never starves the others,
+//! and an ACR outage across expiry is reported at the first failure, retried at a bounded pace
+//! and recovered from.
+
+mod common;
+
+use std::time::Duration;
+
+use acr_auth_testkit::cloud::FakeCloudConfig;
+use acr_auth_testkit::kube::FakeKube;
+use acr_auth_testkit::FakeCloud;
+use common::*;
+use serde_json::json;
+
+fn events(kube: &FakeKube, reason: &str) -> Vec<serde_json::Value> {
+    kube.list("events.k8s.io/events", Some("kube-system"))
+        .into_iter()
+        .filter(|e| e["reason"] == reason)
+        .collect()
+}
+
+fn writes(kube: &FakeKube, resource: &str) -> usize {
+    ["create", "update", "patch", "delete"]
+        .iter()
+        .map(|v| kube.count(v, Some(resource)))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_an_invalid_configmap_deletes_nothing() {
+    let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
+    let kube = FakeKube::start().await.unwrap();
+    create_namespace(&kube, "dev").await;
+    put_config(
+        &kube,
+        json!({"watch-namespace": "default,dev", "service-account": "default"}),
+    )
+    .await;
+    let running = start(&kube, &cloud);
+    eventually("Secrets and entries in default and dev", || {
+        ["default", "dev"]
+            .iter()
+            .all(|ns| secret_hosts(&kube, ns).is_some() && sa_entries(&kube, ns, "default") == [OURS])
+    })
+    .await;
+    running.stop().await;
+
+    // The ConfigMap becomes invalid while the controller is down; it starts again.
+    put_config(
+        &kube,
+        json!({"watch-namespace": "default", "expiring-threshold": "banana"}),
+    )
+    .await;
+    let writes_before = writes(&kube, "secrets") + writes(&kube, "serviceaccounts");
+    let running = start(&kube, &cloud);
+    eventually("an InvalidConfiguration Warning Event", || {
+        events(&kube, "InvalidConfiguration")
+            .iter()
+            .any(|e| e["type"] == "Warning" && e["note"].as_str().is_some_and(|n| n.contains("expiring-threshold")))
+    })
+    .await;
+    // Give it time to do damage, if it would.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for ns in ["default", "dev"] {
+        assert!(secret_hosts(&kube, ns).is_some(), "the Secret in {ns} survives");
+        assert_eq!(sa_entries(&kube, ns, "default"), [OURS], "the entry in {ns} survives");
+    }
+    assert_eq!(
+        writes(&kube, "secrets") + writes(&kube, "serviceaccounts"),
+        writes_before,
+        "nothing written without an accepted configuration"
+    );
+    let now = std::time::SystemTime::now();
+    assert_eq!(
+        running.ops.health.not_ready_reason(now),
+        Some("no valid configuration accepted yet")
+    );
+    assert!(running.ops.metrics.encode().contains("acr_auth_configuration_valid 0"));
+
+    // A valid configuration arrives: now the narrower scope is applied.
+    put_config(&kube, json!({"watch-namespace": "default"})).await;
+    eventually("dev cleaned up once a configuration is accepted", || {
+        secret_hosts(&kube, "dev").is_none() && sa_entries(&kube, "dev", "default").is_empty()
+    })
+    .await;
+    assert!(secret_hosts(&kube, "default").is_some());
+    assert_eq!(running.ops.health.not_ready_reason(std::time::SystemTime::now()), None);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_failing_registry_never_starves_the_others() {
+    let mut config = FakeCloudConfig::sample();
+    config.token_lifetime_secs = 4;
+    let cloud = FakeCloud::start(config).await.unwrap();
+    let kube = FakeKube::start().await.unwrap();
+    // The Personal Edition registry works; the Enterprise instance does not exist.
+    put_config(
+        &kube,
+        json!({
+            "expiring-threshold": "2s",
+            "acr-registry-info": "- instanceId: \"\"\n- instanceId: cri-doesnotexist\n",
+        }),
+    )
+    .await;
+    let running = start(&kube, &cloud);
+    let pe_host = "registry.cn-hangzhou.aliyuncs.com";
+    eventually("the healthy registry is served", || {
+        secret_hosts(&kube, "default").is_some_and(|h| h.iter().any(|x| x == pe_host))
+    })
+    .await;
+    assert_eq!(sa_entries(&kube, "default", "default"), [OURS]);
+    eventually("a Warning Event naming the failing registry", || {
+        events(&kube, "TokenRenewalFailed").iter().any(|e| {
+            e["type"] == "Warning"
+                && e["note"].as_str().is_some_and(|n| n.contains("cri-doesnotexist"))
+        })
+    })
+    .await;
+    let first = password(&kube, "default", pe_host).unwrap();
+    // The healthy registry is renewed (its token lives 4 s, renewed 2 s before expiry).
+    eventually("the healthy registry renewed while the other fails", || {
+        password(&kube, "default", pe_host).is_some_and(|p| p != first)
+    })
+    .await;
+    let metrics = running.ops.metrics.encode();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("acr_auth_token_renewal_failures_total{") && l.contains("cri-doesnotexist")),
+        "{metrics}"
+    );
+    // The failing one is retried with backoff (1 s, 2 s, 4 s, ...), not on every pass.
+    let calls_before = cloud.calls("GetAuthorizationToken");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let failing_calls = cloud.calls("GetAuthorizationToken") - calls_before;
+    assert!(
+        failing_calls <= 4,
+        "{failing_calls} GetAuthorizationToken calls for the failing registry in 6 s"
+    );
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_across_expiry_warns_at_once_retries_gently_and_recovers() {
+    let mut config = FakeCloudConfig::sample();
+    config.token_lifetime_secs = 6;
+    let cloud = FakeCloud::start(config).await.unwrap();
+    let kube = FakeKube::start().await.unwrap();
+    put_config(
+        &kube,
+        json!({"expiring-threshold": "3s", "acr-registry-info": "- instanceId: \"\"\n"}),
+    )
+    .await;
+    let running = start(&kube, &cloud);
+    let host = "registry.cn-hangzhou.aliyuncs.com";
+    eventually("the first Secret", || password(&kube, "default", host).is_some()).await;
+    let expires_at = kube.get("secrets", "default", OURS).unwrap()["metadata"]["annotations"]
+        ["acr-credential-helper.alibabacloud.com/expires-at"]
+        .as_str()
+        .map(acr_auth_core::time::parse_iso8601)
+        .unwrap()
+        .unwrap();
+
+    cloud.fail_next(10_000, acr_auth_testkit::Fault::ServiceUnavailable);
+    eventually("a TokenRenewalFailed Warning Event", || {
+        !events(&kube, "TokenRenewalFailed").is_empty()
+    })
+    .await;
+    // At the first failed renewal (3 s before expiry), not at expiry.
+    assert!(
+        std::time::SystemTime::now() < expires_at,
+        "the Warning came only after the token expired"
+    );
+    assert!(running
+        .ops
+        .metrics
+        .encode()
+        .lines()
+        .any(|l| l.starts_with("acr_auth_token_renewal_failures_total{")));
+
+    // Through expiry and beyond: a bounded number of calls (backoff), not one a second.
+    let all_before: usize = cloud.all_calls().values().sum();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let calls: usize = cloud.all_calls().values().sum::<usize>() - all_before;
+    assert!(calls <= 6, "{calls} calls to the cloud in 10 s of outage");
+    assert!(
+        password(&kube, "default", host).is_some(),
+        "the expired Secret is left as it was, not deleted"
+    );
+
+    cloud.clear_faults();
+    let first = password(&kube, "default", host).unwrap();
+    let start = std::time::Instant::now();
+    while password(&kube, "default", host).as_deref() == Some(first.as_str()) {
+        // The longest backoff reached in this outage is under 16 s.
+        assert!(start.elapsed() < Duration::from_secs(30), "no recovery");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eventually("a TokenRenewed Event", || !events(&kube, "TokenRenewed").is_empty()).await;
+    running.stop().await;
+}
