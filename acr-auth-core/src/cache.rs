@@ -341,7 +341,11 @@ impl<T: Clone + Send> ExpiringCache<T> {
             return false;
         }
         let mut state = self.lock();
-        if state.entry.as_ref().is_some_and(|e| e.expires_at >= expires_at) {
+        if state
+            .entry
+            .as_ref()
+            .is_some_and(|e| e.expires_at >= expires_at)
+        {
             return false;
         }
         let renew_at = self.renew_at(now, expires_at);
@@ -667,6 +671,9 @@ mod tests {
         let calls = AtomicUsize::new(0);
         assert_eq!(load_ok(&cache, 6, at(&clock, 7200), &calls).await, 5);
         assert_eq!(calls.load(Ordering::SeqCst), 0);
-        assert!(!cache.seed(4, at(&clock, 1800)), "an earlier expiry never replaces a later one");
+        assert!(
+            !cache.seed(4, at(&clock, 1800)),
+            "an earlier expiry never replaces a later one"
+        );
     }
 }

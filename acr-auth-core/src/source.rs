@@ -472,8 +472,7 @@ impl RegistrySource {
 
     /// Failed token and endpoint requests so far (a counter: each failed attempt counts once).
     pub fn failed_attempts(&self) -> u64 {
-        self.tokens.failed_attempts()
-            + self.endpoints.as_ref().map_or(0, |e| e.failed_attempts())
+        self.tokens.failed_attempts() + self.endpoints.as_ref().map_or(0, |e| e.failed_attempts())
     }
 
     /// Puts a token found in the cluster (our Secret, written by an earlier process) into this

@@ -315,7 +315,9 @@ impl ServiceAccountInfo {
         let record_ops = annotation_ops(
             self.has_annotations,
             MANAGED_ENTRIES_ANNOTATION,
-            (!recorded.is_empty()).then(|| recorded.join(",")).as_deref(),
+            (!recorded.is_empty())
+                .then(|| recorded.join(","))
+                .as_deref(),
             (!new_record.is_empty())
                 .then(|| new_record.join(","))
                 .as_deref(),
@@ -395,9 +397,7 @@ impl SecretInfo {
                 .and_then(|d| d.get(DOCKER_CONFIG_KEY))
                 .map(|b| content_digest(&b.0)),
             has_annotations: annotations.is_some_and(|a| !a.is_empty()),
-            expires_annotation: annotations
-                .and_then(|a| a.get(EXPIRES_ANNOTATION))
-                .cloned(),
+            expires_annotation: annotations.and_then(|a| a.get(EXPIRES_ANNOTATION)).cloned(),
         }
     }
 }
@@ -569,7 +569,9 @@ impl Write {
             op_test("/metadata/resourceVersion", json!(resource_version)),
             op_add(
                 &format!("/data/{}", pointer_segment(DOCKER_CONFIG_KEY)),
-                json!(base64::engine::general_purpose::STANDARD.encode(content.docker_config_json())),
+                json!(
+                    base64::engine::general_purpose::STANDARD.encode(content.docker_config_json())
+                ),
             ),
         ];
         let expiry = content.expires_at.map(acr_auth_core::time::format_iso8601);
@@ -768,11 +770,23 @@ mod tests {
         }}});
         let p = attach_patch(&sa, "ours").unwrap();
         let mut after = sa.clone();
-        json_patch::patch(&mut after, &serde_json::from_value::<json_patch::Patch>(p.clone()).unwrap())
-            .unwrap();
-        assert_eq!(after["metadata"]["annotations"]["pod-identity.alibabacloud.com/role-name"], "app-role");
-        assert_eq!(after["metadata"]["annotations"]["meta.helm.sh/release-name"], "web");
-        assert_eq!(after["metadata"]["annotations"][MANAGED_ENTRIES_ANNOTATION], "ours");
+        json_patch::patch(
+            &mut after,
+            &serde_json::from_value::<json_patch::Patch>(p.clone()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            after["metadata"]["annotations"]["pod-identity.alibabacloud.com/role-name"],
+            "app-role"
+        );
+        assert_eq!(
+            after["metadata"]["annotations"]["meta.helm.sh/release-name"],
+            "web"
+        );
+        assert_eq!(
+            after["metadata"]["annotations"][MANAGED_ENTRIES_ANNOTATION],
+            "ours"
+        );
         assert_eq!(after["imagePullSecrets"], json!([{"name": "ours"}]));
         // No operation replaces the annotation map or the list as a whole.
         for op in p.as_array().unwrap() {

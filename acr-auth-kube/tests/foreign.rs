@@ -57,7 +57,9 @@ impl Cluster {
             secrets: self
                 .secrets
                 .values()
-                .map(|v| SecretInfo::from_secret(&serde_json::from_value::<Secret>(v.clone()).unwrap()))
+                .map(|v| {
+                    SecretInfo::from_secret(&serde_json::from_value::<Secret>(v.clone()).unwrap())
+                })
                 .filter(|s| s.managed)
                 .collect(),
         }
@@ -99,7 +101,9 @@ impl Cluster {
                 } => {
                     let key = (namespace.clone(), name.clone());
                     match self.secrets.get(&key) {
-                        Some(s) if s["metadata"]["resourceVersion"] == resource_version.as_str() => {
+                        Some(s)
+                            if s["metadata"]["resourceVersion"] == resource_version.as_str() =>
+                        {
                             assert_eq!(
                                 s["metadata"]["labels"]["app.kubernetes.io/managed-by"],
                                 "aliyun-acr-credential-helper",
@@ -154,7 +158,12 @@ impl Cluster {
                         .unwrap()
                         .entry("imagePullSecrets")
                         .or_insert_with(|| json!([]));
-                    if !list.as_array().unwrap().iter().any(|e| e["name"] == name.as_str()) {
+                    if !list
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|e| e["name"] == name.as_str())
+                    {
                         list.as_array_mut().unwrap().push(json!({ "name": name }));
                     }
                     obj["metadata"]["resourceVersion"] = rv.into();
@@ -197,10 +206,25 @@ impl Cluster {
 
 #[derive(Debug, Clone)]
 enum ForeignEdit {
-    SaAnnotation { sa: usize, key: String, value: String },
-    SaEntry { sa: usize, name: String },
-    SecretLabel { secret: usize, key: String, value: String },
-    SecretAnnotation { secret: usize, key: String, value: String },
+    SaAnnotation {
+        sa: usize,
+        key: String,
+        value: String,
+    },
+    SaEntry {
+        sa: usize,
+        name: String,
+    },
+    SecretLabel {
+        secret: usize,
+        key: String,
+        value: String,
+    },
+    SecretAnnotation {
+        secret: usize,
+        key: String,
+        value: String,
+    },
 }
 
 /// Everything foreign an object holds: every annotation and label but ours, and every other
@@ -319,8 +343,14 @@ fn arb_edit() -> impl Strategy<Value = ForeignEdit> {
     prop_oneof![
         (any::<usize>(), key.clone(), "[a-z]{1,4}")
             .prop_map(|(sa, key, value)| ForeignEdit::SaAnnotation { sa, key, value }),
-        (any::<usize>(), prop::sample::select(vec!["theirs", "late-entry"]))
-            .prop_map(|(sa, name)| ForeignEdit::SaEntry { sa, name: name.to_owned() }),
+        (
+            any::<usize>(),
+            prop::sample::select(vec!["theirs", "late-entry"])
+        )
+            .prop_map(|(sa, name)| ForeignEdit::SaEntry {
+                sa,
+                name: name.to_owned()
+            }),
         (any::<usize>(), key.clone(), "[a-z]{1,4}")
             .prop_map(|(secret, key, value)| ForeignEdit::SecretLabel { secret, key, value }),
         (any::<usize>(), key, "[a-z]{1,4}")
@@ -442,7 +472,10 @@ fn the_first_attach_keeps_rrsa_and_helm_annotations() {
     assert_eq!(cluster.apply(&writes), 0);
     let after = &cluster.service_accounts[&("default".to_owned(), "default".to_owned())];
     let annotations = after["metadata"]["annotations"].as_object().unwrap();
-    assert_eq!(annotations["pod-identity.alibabacloud.com/role-name"], "app-role");
+    assert_eq!(
+        annotations["pod-identity.alibabacloud.com/role-name"],
+        "app-role"
+    );
     assert_eq!(annotations["meta.helm.sh/release-name"], "web");
     assert_eq!(
         annotations["acr-credential-helper.alibabacloud.com/managed-image-pull-secrets"],
@@ -459,10 +492,18 @@ fn the_first_attach_keeps_rrsa_and_helm_annotations() {
     assert!(matches!(writes.as_slice(), [Write::UpdateSecret { .. }]));
     assert_eq!(cluster.apply(&writes), 0);
     let secret = &cluster.secrets[&key];
-    assert_eq!(secret["metadata"]["labels"]["backup.velero.io/include"], "true");
+    assert_eq!(
+        secret["metadata"]["labels"]["backup.velero.io/include"],
+        "true"
+    );
     assert_eq!(secret["metadata"]["annotations"]["team"], "platform");
     let written = secret["data"][".dockerconfigjson"].as_str().unwrap();
     use base64::Engine as _;
-    let text = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(written).unwrap()).unwrap();
+    let text = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(written)
+            .unwrap(),
+    )
+    .unwrap();
     assert!(text.contains("renewed"), "the new password was written");
 }

@@ -39,9 +39,9 @@ async fn a_restart_with_an_invalid_configmap_deletes_nothing() {
     .await;
     let running = start(&kube, &cloud);
     eventually("Secrets and entries in default and dev", || {
-        ["default", "dev"]
-            .iter()
-            .all(|ns| secret_hosts(&kube, ns).is_some() && sa_entries(&kube, ns, "default") == [OURS])
+        ["default", "dev"].iter().all(|ns| {
+            secret_hosts(&kube, ns).is_some() && sa_entries(&kube, ns, "default") == [OURS]
+        })
     })
     .await;
     running.stop().await;
@@ -55,28 +55,42 @@ async fn a_restart_with_an_invalid_configmap_deletes_nothing() {
     let writes_before = writes(&kube, "secrets") + writes(&kube, "serviceaccounts");
     let running = start(&kube, &cloud);
     eventually("an InvalidConfiguration Warning Event", || {
-        events(&kube, "InvalidConfiguration")
-            .iter()
-            .any(|e| e["type"] == "Warning" && e["note"].as_str().is_some_and(|n| n.contains("expiring-threshold")))
+        events(&kube, "InvalidConfiguration").iter().any(|e| {
+            e["type"] == "Warning"
+                && e["note"]
+                    .as_str()
+                    .is_some_and(|n| n.contains("expiring-threshold"))
+        })
     })
     .await;
     // Give it time to do damage, if it would.
     tokio::time::sleep(Duration::from_secs(2)).await;
     for ns in ["default", "dev"] {
-        assert!(secret_hosts(&kube, ns).is_some(), "the Secret in {ns} survives");
-        assert_eq!(sa_entries(&kube, ns, "default"), [OURS], "the entry in {ns} survives");
+        assert!(
+            secret_hosts(&kube, ns).is_some(),
+            "the Secret in {ns} survives"
+        );
+        assert_eq!(
+            sa_entries(&kube, ns, "default"),
+            [OURS],
+            "the entry in {ns} survives"
+        );
     }
     assert_eq!(
         writes(&kube, "secrets") + writes(&kube, "serviceaccounts"),
         writes_before,
         "nothing written without an accepted configuration"
     );
-    let now = std::time::SystemTime::now();
+    let now = acr_auth_core::time::system_clock().now();
     assert_eq!(
         running.ops.health.not_ready_reason(now),
         Some("no valid configuration accepted yet")
     );
-    assert!(running.ops.metrics.encode().contains("acr_auth_configuration_valid 0"));
+    assert!(running
+        .ops
+        .metrics
+        .encode()
+        .contains("acr_auth_configuration_valid 0"));
 
     // A valid configuration arrives: now the narrower scope is applied.
     put_config(&kube, json!({"watch-namespace": "default"})).await;
@@ -85,7 +99,13 @@ async fn a_restart_with_an_invalid_configmap_deletes_nothing() {
     })
     .await;
     assert!(secret_hosts(&kube, "default").is_some());
-    assert_eq!(running.ops.health.not_ready_reason(std::time::SystemTime::now()), None);
+    assert_eq!(
+        running
+            .ops
+            .health
+            .not_ready_reason(acr_auth_core::time::system_clock().now()),
+        None
+    );
     running.stop().await;
 }
 
@@ -114,7 +134,9 @@ async fn one_failing_registry_never_starves_the_others() {
     eventually("a Warning Event naming the failing registry", || {
         events(&kube, "TokenRenewalFailed").iter().any(|e| {
             e["type"] == "Warning"
-                && e["note"].as_str().is_some_and(|n| n.contains("cri-doesnotexist"))
+                && e["note"]
+                    .as_str()
+                    .is_some_and(|n| n.contains("cri-doesnotexist"))
         })
     })
     .await;
@@ -128,7 +150,8 @@ async fn one_failing_registry_never_starves_the_others() {
     assert!(
         metrics
             .lines()
-            .any(|l| l.starts_with("acr_auth_token_renewal_failures_total{") && l.contains("cri-doesnotexist")),
+            .any(|l| l.starts_with("acr_auth_token_renewal_failures_total{")
+                && l.contains("cri-doesnotexist")),
         "{metrics}"
     );
     // The failing one is retried with backoff (1 s, 2 s, 4 s, ...), not on every pass.
@@ -155,7 +178,10 @@ async fn an_outage_across_expiry_warns_at_once_retries_gently_and_recovers() {
     .await;
     let running = start(&kube, &cloud);
     let host = "registry.cn-hangzhou.aliyuncs.com";
-    eventually("the first Secret", || password(&kube, "default", host).is_some()).await;
+    eventually("the first Secret", || {
+        password(&kube, "default", host).is_some()
+    })
+    .await;
     let expires_at = kube.get("secrets", "default", OURS).unwrap()["metadata"]["annotations"]
         ["acr-credential-helper.alibabacloud.com/expires-at"]
         .as_str()
@@ -170,7 +196,7 @@ async fn an_outage_across_expiry_warns_at_once_retries_gently_and_recovers() {
     .await;
     // At the first failed renewal (3 s before expiry), not at expiry.
     assert!(
-        std::time::SystemTime::now() < expires_at,
+        acr_auth_core::time::system_clock().now() < expires_at,
         "the Warning came only after the token expired"
     );
     assert!(running
@@ -198,6 +224,9 @@ async fn an_outage_across_expiry_warns_at_once_retries_gently_and_recovers() {
         assert!(start.elapsed() < Duration::from_secs(30), "no recovery");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    eventually("a TokenRenewed Event", || !events(&kube, "TokenRenewed").is_empty()).await;
+    eventually("a TokenRenewed Event", || {
+        !events(&kube, "TokenRenewed").is_empty()
+    })
+    .await;
     running.stop().await;
 }

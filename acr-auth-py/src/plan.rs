@@ -55,8 +55,9 @@ pub(crate) fn desired_secret<'py>(
 
 /// The JSON patch (a list) adding ``secret_name`` to a ServiceAccount's ``imagePullSecrets``
 /// and recording it as ours in an annotation, or ``None`` when it is there already. Other
-/// entries are never touched; the patch tests ``resourceVersion`` and the current list, so a
-/// concurrent change makes it fail instead of being overwritten.
+/// entries and annotations are never touched (our entry is appended, our annotation is one
+/// key); the patch tests ``resourceVersion``, so a concurrent change makes it fail instead of
+/// being overwritten.
 #[pyfunction]
 #[pyo3(signature = (service_account, secret_name="acr-credential-secret-aggregation"))]
 pub(crate) fn service_account_patch<'py>(

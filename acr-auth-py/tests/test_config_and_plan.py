@@ -88,13 +88,23 @@ def test_service_account_patch_keeps_other_entries_and_records_ours():
     patch = acr_auth.service_account_patch(sa, "ours")
     assert patch == [
         {"op": "test", "path": "/metadata/resourceVersion", "value": "41"},
-        {"op": "test", "path": "/imagePullSecrets", "value": [{"name": "theirs"}]},
-        {"op": "replace", "path": "/imagePullSecrets", "value": [{"name": "theirs"}, {"name": "ours"}]},
+        {"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "ours"}},
         {"op": "add", "path": "/metadata/annotations",
          "value": {"acr-credential-helper.alibabacloud.com/managed-image-pull-secrets": "ours"}},
     ]
     assert acr_auth.service_account_patch({"imagePullSecrets": [{"name": "ours"}]}, "ours") is None
     assert acr_auth.service_account_patch({"metadata": {}})[0]["path"] == "/imagePullSecrets"
+
+
+def test_service_account_patch_sets_one_annotation_key_and_keeps_the_others():
+    sa = {"metadata": {"name": "default", "annotations": {"meta.helm.sh/release-name": "web"}}}
+    patch = acr_auth.service_account_patch(sa, "ours")
+    assert patch == [
+        {"op": "add", "path": "/imagePullSecrets", "value": [{"name": "ours"}]},
+        {"op": "add",
+         "path": "/metadata/annotations/acr-credential-helper.alibabacloud.com~1managed-image-pull-secrets",
+         "value": "ours"},
+    ]
 
 
 def test_example_script_renders_a_pull_secret(fake_cloud, tmp_path):

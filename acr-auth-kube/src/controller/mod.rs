@@ -7,12 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use acr_auth_core::cache::FailureBackoff;
 use acr_auth_core::config::HelperConfig;
 use acr_auth_core::credentials::TokenMode;
-use acr_auth_core::cache::FailureBackoff;
-use acr_auth_core::source::{
-    CredentialState, RegistryCredential, RegistrySources, SourceSettings,
-};
+use acr_auth_core::source::{CredentialState, RegistryCredential, RegistrySources, SourceSettings};
 use futures_util::StreamExt as _;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use kube::api::Api;
@@ -35,8 +33,7 @@ use crate::identity::{resolve_base_identity, ADDON_SECRET, MANAGED_ROLE_SECRET};
 use crate::leader::{LeaderElector, Leadership, LeaseSettings};
 use crate::ops::{FailureLabels, Ops, RegistryLabels, ResultLabels, WriteLabels};
 use crate::plan::{
-    plan, NamespaceInfo, SecretInfo, ServiceAccountInfo, Write, MANAGED_BY_LABEL,
-    MANAGED_BY_VALUE,
+    plan, NamespaceInfo, SecretInfo, ServiceAccountInfo, Write, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
 };
 use crate::webhook::{LiveContext, WebhookSettings};
 
@@ -568,7 +565,9 @@ impl Controller {
                 if let ConfigState::Accepted(a) = &mut live.state {
                     match RegistrySources::build(&a.config, &live.sources_settings) {
                         Ok(sources) => a.sources = sources,
-                        Err(e) => tracing::error!(error = %e, "registry sources could not be built with the new identity; keeping the current ones"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "registry sources could not be built with the new identity; keeping the current ones")
+                        }
                     }
                 }
             }
@@ -608,8 +607,7 @@ impl Controller {
         }
         // Items that did not change keep their identities and token caches.
         let previous = live.accepted().map(|a| &a.sources);
-        let sources = match RegistrySources::rebuild(&p.config, &live.sources_settings, previous)
-        {
+        let sources = match RegistrySources::rebuild(&p.config, &live.sources_settings, previous) {
             Ok(s) => s,
             Err(e) => return self.invalid(live, e.to_string()).await,
         };
@@ -690,9 +688,15 @@ impl Controller {
                 CredentialState::Fresh(_) => {
                     if record.failing.take().is_some() {
                         tracing::info!(%registry, "registry credentials recovered");
-                        let note = format!("{registry}: registry credentials renewed after a failure");
-                        self.event(EventType::Normal, "TokenRenewed", note, self.configmap_ref())
-                            .await;
+                        let note =
+                            format!("{registry}: registry credentials renewed after a failure");
+                        self.event(
+                            EventType::Normal,
+                            "TokenRenewed",
+                            note,
+                            self.configmap_ref(),
+                        )
+                        .await;
                     }
                 }
                 CredentialState::Stale { last_good, error } => {

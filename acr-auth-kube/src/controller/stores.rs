@@ -14,7 +14,9 @@ use kube::runtime::watcher::{self, Config as WatchConfig};
 use kube::runtime::WatchStreamExt as _;
 use tokio::sync::Notify;
 
-use crate::plan::{ClusterSnapshot, NamespaceInfo, SecretInfo, ServiceAccountInfo, SKIP_ANNOTATION};
+use crate::plan::{
+    ClusterSnapshot, NamespaceInfo, SecretInfo, ServiceAccountInfo, SKIP_ANNOTATION,
+};
 
 /// Aborts the watch tasks when the controller returns, so nothing outlives a shutdown.
 pub(super) struct WatchTasks(pub(super) Vec<tokio::task::JoinHandle<()>>);
