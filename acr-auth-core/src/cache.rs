@@ -75,6 +75,15 @@ impl<T: Clone + Send> ExpiringCache<T> {
             .map(|e| e.value.clone())
     }
 
+    /// The cached value if it is not due for renewal within `early` from now; an `early` too
+    /// large to add to the clock means "due".
+    fn fresh_within(&self, early: Duration) -> Option<T> {
+        self.clock
+            .now()
+            .checked_add(early)
+            .and_then(|at| self.fresh(at))
+    }
+
     /// The cached value, renewed with `load` when due. `load` returns the new value and when it
     /// expires.
     pub async fn get_or_load<F, Fut>(&self, load: F) -> Result<T, Error>
@@ -93,12 +102,12 @@ impl<T: Clone + Send> ExpiringCache<T> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<(T, SystemTime), Error>>,
     {
-        if let Some(v) = self.fresh(self.clock.now() + early) {
+        if let Some(v) = self.fresh_within(early) {
             return Ok(v);
         }
         let _renewing = self.renewal.lock().await;
         // Another caller may have renewed while we waited for the lock.
-        if let Some(v) = self.fresh(self.clock.now() + early) {
+        if let Some(v) = self.fresh_within(early) {
             return Ok(v);
         }
         let loaded = match load().await {
@@ -129,7 +138,9 @@ impl<T: Clone + Send> ExpiringCache<T> {
                         let backoff = MIN_FAILURE_BACKOFF
                             .saturating_mul(1 << entry.failures.min(6))
                             .min(MAX_FAILURE_BACKOFF);
-                        entry.renew_at = (now + backoff).min(entry.expires_at);
+                        entry.renew_at = now
+                            .checked_add(backoff)
+                            .map_or(entry.expires_at, |t| t.min(entry.expires_at));
                         tracing::warn!(
                             error = %e,
                             failures = entry.failures,
@@ -152,7 +163,7 @@ impl<T: Clone + Send> ExpiringCache<T> {
                 lifetime_s = lifetime.as_secs(),
                 "the renewal threshold is not shorter than the value's lifetime; renewing at half-life"
             );
-            return now + lifetime / 2;
+            return now.checked_add(lifetime / 2).unwrap_or(expires_at);
         }
         let jitter = if self.max_jitter.is_zero() {
             Duration::ZERO
@@ -160,8 +171,9 @@ impl<T: Clone + Send> ExpiringCache<T> {
             rand::rng().random_range(Duration::ZERO..=self.max_jitter)
         };
         // Never earlier than now: with a large jitter the renewal is simply due at once.
-        (expires_at - self.threshold)
-            .checked_sub(jitter)
+        expires_at
+            .checked_sub(self.threshold)
+            .and_then(|t| t.checked_sub(jitter))
             .map_or(now, |t| t.max(now))
     }
 
@@ -267,6 +279,18 @@ mod tests {
             2,
             "fresh again"
         );
+    }
+
+    #[tokio::test]
+    async fn an_early_window_past_the_end_of_time_means_due() {
+        let (clock, cache) = setup(900);
+        let calls = AtomicUsize::new(0);
+        load_ok(&cache, 1, at(&clock, 3600), &calls).await;
+        let renewed = cache
+            .get_or_load_early(Duration::MAX, || async { Ok((2, at(&clock, 3600))) })
+            .await
+            .unwrap();
+        assert_eq!(renewed, 2);
     }
 
     #[tokio::test]
