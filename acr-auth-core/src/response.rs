@@ -45,10 +45,9 @@ pub(crate) fn json_object(response: &Response, context: &str) -> Result<Map<Stri
                 context,
                 response.status,
                 None,
-                format!(
-                    "HTTP {} with a body that is not Alibaba's error JSON",
-                    response.status
-                ),
+                // Not "HTTP {status} ...": the status is a field of the error and its Display
+                // already prints it.
+                "the response body is not Alibaba's error JSON",
                 None,
             )
         });

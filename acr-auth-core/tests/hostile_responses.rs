@@ -192,3 +192,22 @@ async fn sts_assume_role_with_absurd_expiration() {
         assert!(!format!("{e} {e:?}").contains("source-secret"), "{e}");
     }
 }
+
+#[tokio::test]
+async fn bare_http_error_names_its_status_once() {
+    let base = serve(|_, _| (501, "<html>Not Implemented</html>".to_owned()));
+    let e = AcrClient::builder("cn-hangzhou")
+        .endpoint(Endpoint::Url(base))
+        .credentials(Credentials::new("LTAIhostile", SECRET))
+        .retry(RetryPolicy::none())
+        .build()
+        .unwrap()
+        .get_personal_token()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Api);
+    assert_eq!(
+        e.to_string(),
+        "ACR GET /tokens: HTTP 501: the response body is not Alibaba's error JSON"
+    );
+}
