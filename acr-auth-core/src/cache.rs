@@ -187,10 +187,10 @@ impl<T: Clone + Send> ExpiringCache<T> {
             (Some(_), _) => Found::Due,
             (None, Some(v)) => {
                 let renew_at = state.entry.as_ref().map_or(now, |e| e.renew_at);
-                if now.checked_add(early).unwrap_or(now) < renew_at {
-                    Found::Serve(v)
-                } else {
-                    Found::Due
+                // An `early` too large to add to the clock means "due".
+                match now.checked_add(early) {
+                    Some(at) if at < renew_at => Found::Serve(v),
+                    _ => Found::Due,
                 }
             }
             (None, None) => Found::Due,
@@ -310,7 +310,7 @@ impl<T: Clone + Send> ExpiringCache<T> {
                 lifetime_s = lifetime.as_secs(),
                 "the renewal threshold is not shorter than the value's lifetime; renewing at half-life"
             );
-            return now + lifetime / 2;
+            return now.checked_add(lifetime / 2).unwrap_or(expires_at);
         }
         let jitter = if self.max_jitter.is_zero() {
             Duration::ZERO
@@ -318,8 +318,9 @@ impl<T: Clone + Send> ExpiringCache<T> {
             rand::rng().random_range(Duration::ZERO..=self.max_jitter)
         };
         // Never earlier than now: with a large jitter the renewal is simply due at once.
-        (expires_at - self.threshold)
-            .checked_sub(jitter)
+        expires_at
+            .checked_sub(self.threshold)
+            .and_then(|t| t.checked_sub(jitter))
             .map_or(now, |t| t.max(now))
     }
 
@@ -468,6 +469,18 @@ mod tests {
             2,
             "fresh again"
         );
+    }
+
+    #[tokio::test]
+    async fn an_early_window_past_the_end_of_time_means_due() {
+        let (clock, cache) = setup(900);
+        let calls = AtomicUsize::new(0);
+        load_ok(&cache, 1, at(&clock, 3600), &calls).await;
+        let renewed = cache
+            .get_or_load_early(Duration::MAX, || async { Ok((2, at(&clock, 3600))) })
+            .await
+            .unwrap();
+        assert_eq!(renewed, 2);
     }
 
     #[tokio::test]

@@ -44,6 +44,15 @@ impl ErrorKind {
 /// It carries the [`ErrorKind`], the HTTP status and Alibaba's `Code`, `Message` and
 /// `RequestId` when the service sent them, and tells whether retrying can help
 /// ([`Error::is_retryable`]). Its text never contains a secret.
+///
+/// Its `Display` is `context: HTTP status Code: message (RequestId id)`, each part only when
+/// known, and `HTTP status: message` when there is no `Code`:
+///
+/// ```
+/// use acr_auth_core::Error;
+/// let e = Error::api("ACR GET /tokens", 502, None, "the response body is not Alibaba's error JSON", None);
+/// assert_eq!(e.to_string(), "ACR GET /tokens: HTTP 502: the response body is not Alibaba's error JSON");
+/// ```
 pub struct Error {
     kind: ErrorKind,
     context: String,
@@ -218,7 +227,9 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: ", self.context)?;
         if let Some(status) = self.status {
-            write!(f, "HTTP {status} ")?;
+            // "HTTP 403 NoPrivilege: message", or "HTTP 501: message" without a code.
+            let separator = if self.code.is_some() { " " } else { ": " };
+            write!(f, "HTTP {status}{separator}")?;
         }
         if let Some(code) = &self.code {
             write!(f, "{code}: ")?;
@@ -295,6 +306,31 @@ mod tests {
             e.to_string(),
             "ACR GetAuthorizationToken: HTTP 403 NoPrivilege: Access denied for this user. (RequestId E069EB86)"
         );
+    }
+
+    #[test]
+    fn display_without_code_separates_status_and_message() {
+        let e = Error::api(
+            "ECS metadata",
+            404,
+            None,
+            "GET /latest/meta-data/region-id failed",
+            None,
+        );
+        assert_eq!(
+            e.to_string(),
+            "ECS metadata: HTTP 404: GET /latest/meta-data/region-id failed"
+        );
+    }
+
+    #[test]
+    fn http_error_without_alibaba_body_names_the_status_once() {
+        let e = crate::acr::parse_token_response(501, b"Not Implemented", false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "ACR GetAuthorizationToken: HTTP 501: the response body is not Alibaba's error JSON"
+        );
+        assert_eq!(e.status(), Some(501));
     }
 
     #[test]

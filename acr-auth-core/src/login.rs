@@ -167,14 +167,6 @@ pub struct DiskTokenCache {
     dir: PathBuf,
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct CachedToken {
-    username: String,
-    password: String,
-    expires_at_unix: u64,
-}
-
 impl DiskTokenCache {
     /// A cache in `dir` (created on first write).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
@@ -210,16 +202,79 @@ impl DiskTokenCache {
     }
 
     /// The cached token for `host` if it is still good for longer than `threshold` at `now`.
-    /// A missing, unreadable or malformed file is simply a miss.
+    /// A missing, unreadable or malformed file is simply a miss (see [`DiskTokenCache::read`]
+    /// for the reason).
     pub fn get(&self, host: &str, now: SystemTime, threshold: Duration) -> Option<RegistryToken> {
-        let text = std::fs::read_to_string(self.path_for(host)).ok()?;
-        let c: CachedToken = serde_json::from_str(&text).ok()?;
-        let expires_at = SystemTime::UNIX_EPOCH + Duration::from_secs(c.expires_at_unix);
-        (expires_at > now + threshold).then(|| RegistryToken {
-            username: c.username,
-            password: c.password.into(),
-            expires_at,
+        self.read(host, now, threshold).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "ignoring the cached registry token");
+            None
         })
+    }
+
+    /// Like [`DiskTokenCache::get`], but an unreadable or malformed file (truncated, not JSON,
+    /// a wrong field, an expiry after year 9999) is an error saying what is wrong, rather than a
+    /// miss. `Ok(None)` when there is no file or the token expires within `threshold`.
+    pub fn read(
+        &self,
+        host: &str,
+        now: SystemTime,
+        threshold: Duration,
+    ) -> Result<Option<RegistryToken>, Error> {
+        const CTX: &str = "token cache";
+        let path = self.path_for(host);
+        let bad = |what: String| {
+            Error::invalid_response(
+                CTX,
+                format!("{} is not a cached token: {what}", path.display()),
+            )
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    CTX,
+                    format!("cannot read {}: {e}", path.display()),
+                ))
+            }
+        };
+        // Field by field rather than serde's derive: its messages can quote a mistyped value,
+        // and the password is one.
+        let obj = match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(serde_json::Value::Object(obj)) => obj,
+            Ok(other) => {
+                return Err(bad(format!(
+                    "expected a JSON object, found {}",
+                    crate::response::type_name(&other)
+                )))
+            }
+            Err(e) => {
+                return Err(bad(format!(
+                    "not JSON (line {} column {})",
+                    e.line(),
+                    e.column()
+                )))
+            }
+        };
+        let in_file = |e: Error| bad(e.message().to_owned());
+        let username = crate::response::required_str(&obj, "username", CTX).map_err(in_file)?;
+        let password = crate::response::required_str(&obj, "password", CTX).map_err(in_file)?;
+        let secs = crate::response::required_u64(&obj, "expiresAtUnix", CTX).map_err(in_file)?;
+        let expires_at = crate::time::from_epoch_secs(secs).ok_or_else(|| {
+            bad(format!(
+                "field expiresAtUnix is {secs} s after the Unix epoch, later than 9999-12-31T23:59:59Z"
+            ))
+        })?;
+        // A threshold too large to add to `now` is longer than any token lives: a miss.
+        let good = now
+            .checked_add(threshold)
+            .is_some_and(|due| expires_at > due);
+        Ok(good.then(|| RegistryToken {
+            username,
+            password: password.into(),
+            expires_at,
+        }))
     }
 
     /// Stores `token` for `host`, atomically (write then rename), readable only by the user.
@@ -232,12 +287,12 @@ impl DiskTokenCache {
             )
         };
         create_private_dir(&self.dir).map_err(io)?;
-        let body = serde_json::to_string(&CachedToken {
-            username: token.username.clone(),
-            password: token.password.expose().to_owned(),
-            expires_at_unix: crate::time::epoch_secs(token.expires_at),
+        let body = serde_json::json!({
+            "username": token.username,
+            "password": token.password.expose(),
+            "expiresAtUnix": crate::time::epoch_secs(token.expires_at),
         })
-        .expect("a cached token serializes");
+        .to_string();
         let path = self.path_for(host);
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         write_private_file(&tmp, body.as_bytes()).map_err(io)?;
@@ -322,6 +377,83 @@ mod tests {
         cache.remove("h");
         assert!(!cache.path_for("h").exists());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn corrupt_cache_files_are_typed_errors_and_misses() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskTokenCache::new(dir.path());
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let path = cache.path_for("h");
+        let shown = path.display().to_string();
+        std::fs::create_dir_all(dir.path()).unwrap();
+        let cases = [
+            (
+                "garbage".to_owned(),
+                "not JSON (line 1 column 1)".to_owned(),
+            ),
+            (
+                "[1,2]".to_owned(),
+                "expected a JSON object, found an array".to_owned(),
+            ),
+            (
+                r#"{"username":"u","password":"pw-secret","expiresAtUnix":18446744073709551615}"#
+                    .to_owned(),
+                "field expiresAtUnix is 18446744073709551615 s after the Unix epoch, later than 9999-12-31T23:59:59Z"
+                    .to_owned(),
+            ),
+            (
+                r#"{"username":"u","password":"pw-secret","expiresAtUnix":-1}"#.to_owned(),
+                "field expiresAtUnix should be a non-negative integer, found the negative number -1"
+                    .to_owned(),
+            ),
+            // A mistyped password must not be quoted back.
+            (
+                r#"{"username":"u","password":987654321,"expiresAtUnix":1800000000}"#.to_owned(),
+                "field password should be a string, found a number".to_owned(),
+            ),
+        ];
+        for (text, want) in cases {
+            std::fs::write(&path, &text).unwrap();
+            let e = cache.read("h", now, Duration::ZERO).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidResponse, "{text}");
+            assert_eq!(
+                e.to_string(),
+                format!("token cache: {shown} is not a cached token: {want}"),
+                "{text}"
+            );
+            assert!(!e.to_string().contains("pw-secret") && !e.to_string().contains("987654321"));
+            assert_eq!(cache.get("h", now, Duration::ZERO), None, "{text}");
+        }
+        // Truncated, and a number beyond f64: serde's exact column is its business, not ours.
+        for text in [
+            r#"{"username":"u","password":"pw-secret","expiresAtUni"#,
+            r#"{"username":"u","password":"pw-secret","expiresAtUnix":1e400}"#,
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let e = cache.read("h", now, Duration::ZERO).unwrap_err();
+            let want =
+                format!("token cache: {shown} is not a cached token: not JSON (line 1 column ");
+            assert!(e.to_string().starts_with(&want), "{e}");
+            assert!(!e.to_string().contains("pw-secret"), "{e}");
+            assert_eq!(cache.get("h", now, Duration::ZERO), None, "{text}");
+        }
+        assert!(cache.read("absent", now, Duration::ZERO).unwrap().is_none());
+    }
+
+    #[test]
+    fn huge_threshold_is_a_miss_not_an_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskTokenCache::new(dir.path());
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let token = RegistryToken {
+            username: "u".into(),
+            password: "p".into(),
+            expires_at: now + Duration::from_secs(3600),
+        };
+        cache.put("h", &token).unwrap();
+        assert_eq!(cache.get("h", now, Duration::from_secs(60)), Some(token));
+        assert_eq!(cache.get("h", now, Duration::MAX), None);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Reading Alibaba's JSON responses: error bodies in either field spelling, `IsSuccess: false`,
 //! and typed errors for anything malformed.
 
+use std::time::SystemTime;
+
 use serde_json::{Map, Value};
 
 use crate::error::Error;
@@ -43,10 +45,9 @@ pub(crate) fn json_object(response: &Response, context: &str) -> Result<Map<Stri
                 context,
                 response.status,
                 None,
-                format!(
-                    "HTTP {} with a body that is not Alibaba's error JSON",
-                    response.status
-                ),
+                // Not "HTTP {status} ...": the status is a field of the error and its Display
+                // already prints it.
+                "the response body is not Alibaba's error JSON",
                 None,
             )
         });
@@ -107,13 +108,72 @@ pub(crate) fn required_u64(
         )
     };
     match field(obj, name) {
-        Some(Value::Number(n)) => n.as_u64().ok_or_else(|| wrong("another number")),
-        Some(Value::String(s)) => s.trim().parse().map_err(|_| wrong("a non-numeric string")),
+        Some(Value::Number(n)) => n.as_u64().ok_or_else(|| {
+            if n.is_i64() {
+                wrong(&format!("the negative number {n}"))
+            } else {
+                wrong(&format!("{n} (a fraction, or too large for 64 bits)"))
+            }
+        }),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse()
+            .map_err(|_| wrong(&format!("the string {}", shortened(s)))),
         Some(other) => Err(wrong(type_name(other))),
         None => Err(Error::invalid_response(
             context,
             format!("field {name} is missing"),
         )),
+    }
+}
+
+/// A required field of Unix epoch milliseconds (ACR `ExpireTime`, `expireDate`), as a time no
+/// later than 9999-12-31T23:59:59Z.
+pub(crate) fn required_epoch_millis(
+    obj: &Map<String, Value>,
+    name: &str,
+    context: &str,
+) -> Result<SystemTime, Error> {
+    let ms = required_u64(obj, name, context)?;
+    crate::time::from_epoch_millis(ms).ok_or_else(|| {
+        Error::invalid_response(
+            context,
+            format!("field {name} is {ms} ms after the Unix epoch, later than {LATEST_TEXT}"),
+        )
+    })
+}
+
+/// A required ISO 8601 timestamp field (STS `Expiration`), as a time from 1970 to 9999.
+pub(crate) fn required_iso8601(
+    obj: &Map<String, Value>,
+    name: &str,
+    context: &str,
+) -> Result<SystemTime, Error> {
+    let text = required_str(obj, name, context)?;
+    crate::time::parse_iso8601(&text).ok_or_else(|| {
+        Error::invalid_response(context, format!("field {name} {}", not_a_wire_time(&text)))
+    })
+}
+
+const LATEST_TEXT: &str = "9999-12-31T23:59:59Z";
+
+/// The end of "field X ...", when `text` is not an ISO 8601 time in the accepted range.
+pub(crate) fn not_a_wire_time(text: &str) -> String {
+    format!(
+        "{} is not an ISO 8601 time from 1970-01-01T00:00:00Z to {LATEST_TEXT}",
+        shortened(text)
+    )
+}
+
+/// `text` quoted, cut to its first 40 characters: enough to recognise a bad timestamp without
+/// copying a whole hostile body into the error.
+fn shortened(text: &str) -> String {
+    const KEEP: usize = 40;
+    if text.chars().count() <= KEEP {
+        format!("{text:?}")
+    } else {
+        let head: String = text.chars().take(KEEP).collect();
+        format!("{head:?}...")
     }
 }
 

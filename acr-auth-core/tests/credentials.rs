@@ -679,7 +679,21 @@ fn managed_role_payload_decrypts_openssl_ciphertexts() {
         ("keyring", "short", "keyring must be 16 bytes"),
         ("access.key.id", "!!!", "access.key.id: not base64"),
         ("access.key.secret", "AAAA", "not a 16-byte IV"),
-        ("expiration", "soon", "is not an RFC 3339 time"),
+        (
+            "expiration",
+            "soon",
+            "field expiration \"soon\" is not an ISO 8601 time from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z",
+        ),
+        (
+            "expiration",
+            "9999-12-31T23:59:60Z",
+            "field expiration \"9999-12-31T23:59:60Z\" is not an ISO 8601 time",
+        ),
+        (
+            "expiration",
+            "99999-01-01T00:00:00Z",
+            "field expiration \"99999-01-01T00:00:00Z\" is not an ISO 8601 time",
+        ),
     ] {
         let mut p = payload.clone();
         p[field] = value.into();

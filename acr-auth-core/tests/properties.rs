@@ -1,11 +1,18 @@
 //! Property tests: the percent-encoder against an independent reference, and the response
-//! parsers and host grammar on random and mutated input (typed errors, never a panic).
+//! parsers, timestamp parsers and host grammar on random and mutated input (typed errors, never
+//! a panic).
 
 use acr_auth_core::acr::{parse_token_response, RegistryHost};
 use acr_auth_core::docker_config::DockerConfig;
 use acr_auth_core::sign::{percent_decode, percent_encode, percent_encode_path};
+use acr_auth_core::time::{
+    epoch_secs, format_iso8601, format_rfc1123, from_epoch_millis, from_epoch_secs, parse_iso8601,
+    parse_rfc1123, LATEST_EPOCH_SECS,
+};
+use acr_auth_core::ErrorKind;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use proptest::prelude::*;
+use std::time::{Duration, UNIX_EPOCH};
 
 /// RFC 3986 unreserved characters stay; everything else is encoded.
 const REFERENCE: &AsciiSet = &NON_ALPHANUMERIC
@@ -13,6 +20,9 @@ const REFERENCE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'.')
     .remove(b'~');
+
+/// The last accepted time, 9999-12-31T23:59:59Z, in Unix epoch milliseconds.
+const LATEST_MS: u64 = LATEST_EPOCH_SECS * 1000;
 
 const EE_BODY: &str = r#"{"RequestId":"E069EB86-E6AD-4A98-ADDE-0E993390239A","ExpireTime":1571242083000,"Code":"success","IsSuccess":true,"TempUsername":"temp_user_cr","AuthorizationToken":"shaunadadakks:uuczxnjcyeyhdjadkkajsjdjadhyucb"}"#;
 const PE_BODY: &str = r#"{"data":{"authorizationToken":"eyJ0aW1lIjoiMTUyNjU0OTc5:0705733****","tempUserName":"cr_temp_user","expireDate":1526549792000},"requestId":"94E89857-B994-44B6-9C4F-DBD200E9E272"}"#;
@@ -81,6 +91,78 @@ proptest! {
         };
         if let Err(e) = parse_token_response(200, body.to_string().as_bytes(), personal) {
             prop_assert!(!e.message().is_empty());
+        }
+    }
+
+    #[test]
+    fn epoch_millis_accepted_exactly_up_to_year_9999(ms in prop_oneof![any::<u64>(), 0..=LATEST_MS + 1000]) {
+        match from_epoch_millis(ms) {
+            Some(t) => {
+                prop_assert!(ms <= LATEST_MS);
+                prop_assert_eq!(epoch_secs(t), ms / 1000);
+                // What is accepted can be written and read back (to the second).
+                prop_assert_eq!(parse_iso8601(&format_iso8601(t)), from_epoch_secs(ms / 1000));
+            }
+            None => prop_assert!(ms > LATEST_MS),
+        }
+    }
+
+    #[test]
+    fn any_signed_epoch_second_formats_and_accepted_ones_round_trip(
+        secs in prop_oneof![any::<i64>(), -1000..=LATEST_EPOCH_SECS as i64 + 1000]
+    ) {
+        let distance = Duration::from_secs(secs.unsigned_abs());
+        let t = if secs >= 0 { UNIX_EPOCH.checked_add(distance) } else { UNIX_EPOCH.checked_sub(distance) };
+        if let Some(t) = t {
+            let (iso, rfc) = (format_iso8601(t), format_rfc1123(t));
+            if secs > LATEST_EPOCH_SECS as i64 {
+                // Saturated at the last second `time` can write.
+                prop_assert_eq!(iso, "9999-12-31T23:59:59Z");
+                prop_assert_eq!(rfc, "Fri, 31 Dec 9999 23:59:59 GMT");
+            } else {
+                let in_range = secs >= 0;
+                prop_assert_eq!(parse_iso8601(&iso), in_range.then_some(t), "{}", iso);
+                prop_assert_eq!(parse_rfc1123(&rfc), in_range.then_some(t), "{}", rfc);
+            }
+        }
+    }
+
+    #[test]
+    fn iso8601_parsing_never_panics_and_round_trips(
+        s in prop_oneof![
+            "\\PC{0,40}",
+            "[0-9]{4,5}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})",
+        ]
+    ) {
+        if let Some(t) = parse_iso8601(&s) {
+            let secs = epoch_secs(t);
+            prop_assert!(secs <= LATEST_EPOCH_SECS);
+            prop_assert_eq!(parse_iso8601(&format_iso8601(t)), from_epoch_secs(secs), "{}", s);
+        }
+        let _ = parse_rfc1123(&s);
+    }
+
+    #[test]
+    fn token_expiry_is_a_time_or_a_typed_error(
+        expire in prop_oneof![any::<i64>(), -1000..=LATEST_MS as i64 + 1000],
+        personal: bool,
+    ) {
+        let body = if personal {
+            serde_json::json!({"data": {"authorizationToken": "p", "tempUserName": "u", "expireDate": expire}})
+        } else {
+            serde_json::json!({"AuthorizationToken": "p", "TempUsername": "u", "ExpireTime": expire})
+        };
+        match parse_token_response(200, body.to_string().as_bytes(), personal) {
+            Ok(t) => {
+                prop_assert!((0..=LATEST_MS as i64).contains(&expire));
+                prop_assert_eq!(epoch_secs(t.expires_at) as i64, expire / 1000);
+                let _ = (t.to_string(), format!("{t:?}"));
+            }
+            Err(e) => {
+                prop_assert_eq!(e.kind(), ErrorKind::InvalidResponse);
+                let name = if personal { "expireDate" } else { "ExpireTime" };
+                prop_assert!(e.message().contains(name), "{}", e);
+            }
         }
     }
 

@@ -598,6 +598,53 @@ mod tests {
     }
 
     #[test]
+    fn absurd_expiry_times_are_typed_errors() {
+        let enterprise = |expire: &str| {
+            let body =
+                format!(r#"{{"TempUsername":"u","AuthorizationToken":"p","ExpireTime":{expire}}}"#);
+            parse_token_response(200, body.as_bytes(), false)
+        };
+        let cases = [
+            // 10000-01-01T00:00:00Z in ms: one second past the last accepted time.
+            (
+                "253402300800000",
+                "field ExpireTime is 253402300800000 ms after the Unix epoch, later than 9999-12-31T23:59:59Z",
+            ),
+            (
+                "9223372036854775807",
+                "field ExpireTime is 9223372036854775807 ms after the Unix epoch, later than 9999-12-31T23:59:59Z",
+            ),
+            (
+                "-1571242083000",
+                "field ExpireTime should be a non-negative integer, found the negative number -1571242083000",
+            ),
+            (
+                "\"-5\"",
+                "field ExpireTime should be a non-negative integer, found the string \"-5\"",
+            ),
+            (
+                "1.5",
+                "field ExpireTime should be a non-negative integer, found 1.5 (a fraction, or too large for 64 bits)",
+            ),
+        ];
+        for (expire, want) in cases {
+            let e = enterprise(expire).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidResponse, "{expire}");
+            assert_eq!(e.message(), want, "{expire}");
+        }
+        let last = enterprise("253402300799000").unwrap();
+        assert_eq!(clock::epoch_secs(last.expires_at), 253_402_300_799);
+
+        let personal = br#"{"data":{"authorizationToken":"p","tempUserName":"u","expireDate":18446744073709551615}}"#;
+        let e = parse_token_response(200, personal, true).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidResponse);
+        assert_eq!(
+            e.to_string(),
+            "ACR GET /tokens: field expireDate is 18446744073709551615 ms after the Unix epoch, later than 9999-12-31T23:59:59Z"
+        );
+    }
+
+    #[test]
     fn nonce_is_32_lowercase_hex_and_fresh() {
         let (a, b) = (new_nonce(), new_nonce());
         assert_eq!(a.len(), 32);

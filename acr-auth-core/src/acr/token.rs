@@ -6,8 +6,7 @@ use std::time::SystemTime;
 use serde_json::{Map, Value};
 
 use crate::error::Error;
-use crate::response::{field, required_str, required_u64, type_name};
-use crate::time::from_epoch_millis;
+use crate::response::{field, required_epoch_millis, required_str, type_name};
 use crate::SecretString;
 
 /// A temporary registry credential: `docker login -u username -p password`, valid until
@@ -33,7 +32,7 @@ impl RegistryToken {
         Ok(Self {
             username: required_str(obj, "TempUsername", context)?,
             password: required_str(obj, "AuthorizationToken", context)?.into(),
-            expires_at: from_epoch_millis(required_u64(obj, "ExpireTime", context)?),
+            expires_at: required_epoch_millis(obj, "ExpireTime", context)?,
         })
     }
 
@@ -52,7 +51,7 @@ impl RegistryToken {
         Ok(Self {
             username: required_str(data, "tempUserName", context)?,
             password: required_str(data, "authorizationToken", context)?.into(),
-            expires_at: from_epoch_millis(required_u64(data, "expireDate", context)?),
+            expires_at: required_epoch_millis(data, "expireDate", context)?,
         })
     }
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 use reqwest::Url;
 use serde_json::Value;
 
-use super::sts::parse_credential_fields;
+use super::sts::{expiry_of, parse_credential_fields};
 use super::{BoxFuture, Credentials, ProvideCredentials, ProviderEnv};
 use crate::cache::ExpiringCache;
 use crate::error::{Error, ErrorKind};
@@ -200,7 +200,7 @@ impl EcsMetadataProvider {
             ));
         }
         let creds = parse_credential_fields(&obj, CTX)?;
-        let expires_at = creds.expires_at().expect("parsed with an expiry");
+        let expires_at = expiry_of(&creds, CTX)?;
         tracing::info!(%role, "fetched instance RAM role credentials");
         Ok((creds, expires_at))
     }

@@ -58,7 +58,10 @@ pub fn decode_managed_role_token(config_json: &str) -> Result<Credentials, Error
     let expires_at = crate::time::parse_iso8601(expiration).ok_or_else(|| {
         Error::credentials(
             CTX,
-            format!("expiration {expiration:?} is not an RFC 3339 time"),
+            format!(
+                "field expiration {}",
+                crate::response::not_a_wire_time(expiration)
+            ),
         )
     })?;
     Ok(Credentials::new(

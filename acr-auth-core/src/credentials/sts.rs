@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use reqwest::Url;
 use serde_json::{Map, Value};
@@ -152,18 +152,20 @@ pub(crate) fn parse_sts_credentials(
     parse_credential_fields(creds, context)
 }
 
+/// The expiry that [`parse_credential_fields`] always sets; an error rather than a panic should
+/// that ever change.
+pub(crate) fn expiry_of(creds: &Credentials, context: &str) -> Result<SystemTime, Error> {
+    creds
+        .expires_at()
+        .ok_or_else(|| Error::invalid_response(context, "temporary credentials without an expiry"))
+}
+
 /// The four fields shared by STS, ECS metadata and credentials-URI responses.
 pub(crate) fn parse_credential_fields(
     obj: &Map<String, Value>,
     context: &str,
 ) -> Result<Credentials, Error> {
-    let expiration = required_str(obj, "Expiration", context)?;
-    let expires_at = crate::time::parse_iso8601(&expiration).ok_or_else(|| {
-        Error::invalid_response(
-            context,
-            format!("Expiration {expiration:?} is not an ISO 8601 UTC time"),
-        )
-    })?;
+    let expires_at = response::required_iso8601(obj, "Expiration", context)?;
     Ok(Credentials::new(
         required_str(obj, "AccessKeyId", context)?,
         required_str(obj, "AccessKeySecret", context)?,
@@ -333,7 +335,7 @@ impl AssumeRoleProvider {
         }
     }
 
-    async fn fetch(&self) -> Result<(Credentials, std::time::SystemTime), Error> {
+    async fn fetch(&self) -> Result<(Credentials, SystemTime), Error> {
         const CTX: &str = "STS AssumeRole";
         let source = self.source.provide_credentials().await?;
         let mut form = vec![
@@ -351,7 +353,7 @@ impl AssumeRoleProvider {
             .caller
             .assume(CTX, "AssumeRole", &form, Some(&source), &[])
             .await?;
-        let expires_at = creds.expires_at().expect("parsed with an expiry");
+        let expires_at = expiry_of(&creds, CTX)?;
         tracing::info!(role = %self.role_arn, session = %self.session_name, "assumed role");
         Ok((creds, expires_at))
     }
@@ -483,7 +485,7 @@ impl OidcProvider {
         b.build()
     }
 
-    async fn fetch(&self) -> Result<(Credentials, std::time::SystemTime), Error> {
+    async fn fetch(&self) -> Result<(Credentials, SystemTime), Error> {
         const CTX: &str = "STS AssumeRoleWithOIDC";
         let token = self.env.read_file(&self.token_file).map_err(|e| {
             Error::credentials(
@@ -515,7 +517,7 @@ impl OidcProvider {
             .caller
             .assume(CTX, "AssumeRoleWithOIDC", &form, None, &[&token])
             .await?;
-        let expires_at = creds.expires_at().expect("parsed with an expiry");
+        let expires_at = expiry_of(&creds, CTX)?;
         tracing::info!(role = %self.role_arn, "assumed role with OIDC");
         Ok((creds, expires_at))
     }

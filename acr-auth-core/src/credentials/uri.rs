@@ -5,7 +5,7 @@ use std::time::SystemTime;
 use reqwest::Url;
 use serde_json::Value;
 
-use super::sts::parse_credential_fields;
+use super::sts::{expiry_of, parse_credential_fields};
 use super::{BoxFuture, Credentials, ProvideCredentials, ProviderEnv};
 use crate::cache::ExpiringCache;
 use crate::error::Error;
@@ -73,7 +73,7 @@ impl CredentialsUriProvider {
             ));
         }
         let creds = parse_credential_fields(&obj, CTX)?;
-        let expires_at = creds.expires_at().expect("parsed with an expiry");
+        let expires_at = expiry_of(&creds, CTX)?;
         Ok((creds, expires_at))
     }
 }

@@ -57,7 +57,10 @@ impl RoaStringToSign {
                 content_type = value;
             } else if name.eq_ignore_ascii_case("date") {
                 date = value;
-            } else if name.len() > 6 && name[..6].eq_ignore_ascii_case("x-acs-") {
+            } else if name.len() > 6
+                // `get`, not `[..6]`: a non-ASCII name must not panic on a char boundary.
+                && name.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("x-acs-"))
+            {
                 acs.push((name.to_ascii_lowercase(), value));
             }
         }
@@ -163,6 +166,14 @@ mod tests {
             [],
         );
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn non_ascii_header_names_are_ignored_without_panicking() {
+        // "x-acs" then a two-byte character across byte 6.
+        let odd = RoaStringToSign::new(Method::Get, "/t", [("x-acs\u{e9}x", "v")], []);
+        let plain = RoaStringToSign::new(Method::Get, "/t", [], []);
+        assert_eq!(odd, plain);
     }
 
     #[test]
