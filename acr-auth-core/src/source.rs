@@ -334,8 +334,11 @@ impl RegistrySource {
 
     async fn hosts(&self) -> Result<Vec<String>, Error> {
         let mut hosts = match (&self.instance_id, &self.endpoints) {
+            // `domains` are used as given: they may name hosts `ListInstanceEndpoint` does not
+            // report, and then the call is not needed at all.
+            _ if !self.domains.is_empty() => self.domains.clone(),
             (Some(id), Some(cache)) => {
-                let all = cache
+                cache
                     .get_or_load(|| async {
                         let eps = self.client.list_instance_endpoint(id).await?;
                         Ok((
@@ -343,23 +346,8 @@ impl RegistrySource {
                             self.clock.now() + ENDPOINTS_TTL,
                         ))
                     })
-                    .await?;
-                if self.domains.is_empty() {
-                    all
-                } else {
-                    let (known, unknown): (Vec<String>, Vec<String>) =
-                        self.domains.iter().cloned().partition(|d| all.contains(d));
-                    if !unknown.is_empty() {
-                        tracing::warn!(
-                            registry = %self.description,
-                            domains = ?unknown,
-                            "domains are not domains of the instance; skipped"
-                        );
-                    }
-                    known
-                }
+                    .await?
             }
-            _ if !self.domains.is_empty() => self.domains.clone(),
             _ => personal_registry_hosts(&self.region).to_vec(),
         };
         for d in &self.custom_domains {

@@ -198,3 +198,25 @@ async fn rrsa_items_assume_their_role_with_the_pod_token_when_enabled() {
     sources.sources()[0].credential().await.unwrap();
     assert_eq!(w.cloud.calls("AssumeRoleWithOIDC"), 1);
 }
+
+#[tokio::test]
+async fn enterprise_domains_are_used_as_given_without_listing_the_endpoints() {
+    let w = world().await;
+    // pull.acme.example is not a domain ListInstanceEndpoint reports for the instance.
+    let sources = w.sources(
+        "- instanceId: cri-testinstance01\n  domains: \"acme-registry-vpc.cn-hangzhou.cr.aliyuncs.com,pull.acme.example\"\n  customDomains: mirror.example.com\n",
+        &[],
+        w.env(),
+    );
+    let cred = sources.sources()[0].credential().await.unwrap();
+    assert_eq!(
+        cred.hosts,
+        [
+            "acme-registry-vpc.cn-hangzhou.cr.aliyuncs.com",
+            "pull.acme.example",
+            "mirror.example.com"
+        ]
+    );
+    assert_eq!(w.cloud.calls("ListInstanceEndpoint"), 0);
+    assert_eq!(w.cloud.calls("GetAuthorizationToken"), 1);
+}
