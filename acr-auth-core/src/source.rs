@@ -5,6 +5,9 @@
 //! `rrsa.enable`), then the base identity; then `assumeRoleARN` if set. Identical identities
 //! share one provider, and items naming the same (instance, region, identity) share one token
 //! cache, so the number of ACR calls never depends on how often a registry is listed.
+//!
+//! Without `acr-registry-info`, the hosts of the legacy `acr-registry` key are the items (see
+//! [`legacy_registries`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -21,6 +24,11 @@ use crate::credentials::{
 };
 use crate::error::Error;
 use crate::http::RetryPolicy;
+
+mod legacy;
+
+use legacy::{legacy_items, InstanceByName};
+pub use legacy::{legacy_registries, LegacyRegistry};
 
 /// Where the ACK RRSA webhook mounts the projected OIDC token by default.
 pub const DEFAULT_RRSA_TOKEN_FILE: &str = "/var/run/secrets/ack.alibabacloud.com/rrsa-tokens/token";
@@ -66,6 +74,8 @@ pub struct RegistrySource {
     tokens: Arc<ExpiringCache<RegistryToken>>,
     endpoints: Option<Arc<ExpiringCache<Vec<String>>>>,
     clock: crate::time::SharedClock,
+    /// An Enterprise Edition instance named by a legacy `acr-registry` host instead of an id.
+    instance_by_name: Option<InstanceByName>,
 }
 
 /// The sources of a whole configuration.
@@ -114,8 +124,16 @@ impl RegistrySources {
         let mut clients: HashMap<(String, String), Arc<AcrClient>> = HashMap::new();
         let mut token_caches: HashMap<String, Arc<ExpiringCache<RegistryToken>>> = HashMap::new();
         let mut endpoint_caches: HashMap<String, Arc<ExpiringCache<Vec<String>>>> = HashMap::new();
+        let mut instance_id_caches: HashMap<String, Arc<ExpiringCache<String>>> = HashMap::new();
         let mut sources = Vec::new();
-        for (index, item) in effective_items(config).iter().enumerate() {
+        let items = match legacy_items(config, &settings.cluster_region)? {
+            Some(legacy) => legacy,
+            None => effective_items(config)
+                .into_iter()
+                .map(|i| (i, None))
+                .collect(),
+        };
+        for (index, (item, instance_name)) in items.iter().enumerate() {
             let context = format!("acr-registry-info[{index}]");
             let region = item
                 .region_id
@@ -144,9 +162,13 @@ impl RegistrySources {
                 }
             };
             let instance = item.instance_id.clone();
+            let by_name_key = instance_name.as_ref().map(|name| format!("name:{name}"));
             let token_key = format!(
                 "{}|{region}|{identity_key}",
-                instance.as_deref().unwrap_or("personal")
+                instance
+                    .as_deref()
+                    .or(by_name_key.as_deref())
+                    .unwrap_or("personal")
             );
             // No per-token jitter: a controller's tokens renew together (see
             // `RegistrySource::credential_early`); renewals across a fleet are spread by the
@@ -171,9 +193,20 @@ impl RegistrySources {
                     })
                     .clone()
             });
+            let instance_by_name = instance_name.as_ref().map(|name| {
+                let ids = instance_id_caches
+                    .entry(format!("{name}|{region}|{identity_key}"))
+                    .or_insert_with(|| Arc::new(InstanceByName::id_cache(clock.clone())))
+                    .clone();
+                InstanceByName::new(name.clone(), item.domains.clone(), ids, clock.clone())
+            });
             let description = match &instance {
                 Some(id) => format!("Enterprise Edition {id} in {region}"),
                 None => format!("Personal Edition in {region}"),
+            };
+            let description = match &instance_by_name {
+                Some(by_name) => by_name.description(&region),
+                None => description,
             };
             sources.push(Arc::new(RegistrySource {
                 description,
@@ -190,6 +223,7 @@ impl RegistrySources {
                 tokens,
                 endpoints,
                 clock: clock.clone(),
+                instance_by_name,
             }));
         }
         Ok(Self { sources })
@@ -308,7 +342,7 @@ impl RegistrySource {
         let token = self
             .tokens
             .get_or_load_early(early, || async {
-                let token = match &self.instance_id {
+                let token = match self.token_instance_id().await?.as_deref() {
                     Some(id) => self.client.get_authorization_token(id).await?,
                     None => self.client.get_personal_token().await?,
                 };
@@ -325,6 +359,16 @@ impl RegistrySource {
             hosts: self.hosts().await?,
             token,
         })
+    }
+
+    /// The Enterprise Edition instance whose tokens this source fetches: the configured id, or
+    /// the id of the instance a legacy `acr-registry` host names; `None` for Personal Edition.
+    async fn token_instance_id(&self) -> Result<Option<String>, Error> {
+        match (&self.instance_id, &self.instance_by_name) {
+            (Some(id), _) => Ok(Some(id.clone())),
+            (None, Some(by_name)) => by_name.resolve(&self.client).await.map(Some),
+            (None, None) => Ok(None),
+        }
     }
 
     /// When the cached token is due for renewal, if one is cached.
