@@ -5,6 +5,9 @@
 //! `rrsa.enable`), then the base identity; then `assumeRoleARN` if set. Identical identities
 //! share one provider, and items naming the same (instance, region, identity) share one token
 //! cache, so the number of ACR calls never depends on how often a registry is listed.
+//!
+//! Without `acr-registry-info`, the hosts of the legacy `acr-registry` key are the items (see
+//! [`legacy_registries`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -21,6 +24,11 @@ use crate::credentials::{
 };
 use crate::error::Error;
 use crate::http::RetryPolicy;
+
+mod legacy;
+
+use legacy::{legacy_items, InstanceByName};
+pub use legacy::{legacy_registries, LegacyRegistry};
 
 /// Where the ACK RRSA webhook mounts the projected OIDC token by default.
 pub const DEFAULT_RRSA_TOKEN_FILE: &str = "/var/run/secrets/ack.alibabacloud.com/rrsa-tokens/token";
@@ -66,6 +74,8 @@ pub struct RegistrySource {
     tokens: Arc<ExpiringCache<RegistryToken>>,
     endpoints: Option<Arc<ExpiringCache<Vec<String>>>>,
     clock: crate::time::SharedClock,
+    /// An Enterprise Edition instance named by a legacy `acr-registry` host instead of an id.
+    instance_by_name: Option<InstanceByName>,
 }
 
 /// The sources of a whole configuration.
@@ -84,6 +94,7 @@ struct Shared {
     clients: HashMap<(String, String), Arc<AcrClient>>,
     token_caches: HashMap<String, Arc<ExpiringCache<RegistryToken>>>,
     endpoint_caches: HashMap<String, Arc<ExpiringCache<Vec<String>>>>,
+    instance_id_caches: HashMap<String, Arc<ExpiringCache<String>>>,
 }
 
 impl Shared {
@@ -192,15 +203,24 @@ impl RegistrySources {
             shared.clients = p.shared.clients.clone();
             shared.token_caches = p.shared.token_caches.clone();
             shared.endpoint_caches = p.shared.endpoint_caches.clone();
+            shared.instance_id_caches = p.shared.instance_id_caches.clone();
         }
         let Shared {
             identities,
             clients,
             token_caches,
             endpoint_caches,
+            instance_id_caches,
         } = &mut shared;
         let mut sources = Vec::new();
-        for (index, item) in effective_items(config).iter().enumerate() {
+        let items = match legacy_items(config, &settings.cluster_region)? {
+            Some(legacy) => legacy,
+            None => effective_items(config)
+                .into_iter()
+                .map(|i| (i, None))
+                .collect(),
+        };
+        for (index, (item, instance_name)) in items.iter().enumerate() {
             let context = format!("acr-registry-info[{index}]");
             let region = item
                 .region_id
@@ -224,10 +244,14 @@ impl RegistrySources {
                 }
             };
             let instance = item.instance_id.clone();
+            let by_name_key = instance_name.as_ref().map(|name| format!("name:{name}"));
             // The threshold is part of the key: a cache renews at the threshold it was made with.
             let token_key = format!(
                 "{}|{region}|{identity_key}|{}",
-                instance.as_deref().unwrap_or("personal"),
+                instance
+                    .as_deref()
+                    .or(by_name_key.as_deref())
+                    .unwrap_or("personal"),
                 config.expiring_threshold.as_millis()
             );
             // No per-token jitter: a controller's tokens renew together (see
@@ -255,9 +279,20 @@ impl RegistrySources {
                     })
                     .clone()
             });
+            let instance_by_name = instance_name.as_ref().map(|name| {
+                let ids = instance_id_caches
+                    .entry(format!("{name}|{region}|{identity_key}"))
+                    .or_insert_with(|| Arc::new(InstanceByName::id_cache(clock.clone())))
+                    .clone();
+                InstanceByName::new(name.clone(), item.domains.clone(), ids, clock.clone())
+            });
             let description = match &instance {
                 Some(id) => format!("Enterprise Edition {id} in {region}"),
                 None => format!("Personal Edition in {region}"),
+            };
+            let description = match &instance_by_name {
+                Some(by_name) => by_name.description(&region),
+                None => description,
             };
             sources.push(Arc::new(RegistrySource {
                 description,
@@ -274,6 +309,7 @@ impl RegistrySources {
                 tokens,
                 endpoints,
                 clock: clock.clone(),
+                instance_by_name,
             }));
         }
         shared.retain_used(&sources);
@@ -421,7 +457,7 @@ impl RegistrySource {
         let loaded = self
             .tokens
             .get_or_load_status(early, || async {
-                let token = match &self.instance_id {
+                let token = match self.token_instance_id().await?.as_deref() {
                     Some(id) => self.client.get_authorization_token(id).await?,
                     None => self.client.get_personal_token().await?,
                 };
@@ -455,6 +491,16 @@ impl RegistrySource {
         }
     }
 
+    /// The Enterprise Edition instance whose tokens this source fetches: the configured id, or
+    /// the id of the instance a legacy `acr-registry` host names; `None` for Personal Edition.
+    async fn token_instance_id(&self) -> Result<Option<String>, Error> {
+        match (&self.instance_id, &self.instance_by_name) {
+            (Some(id), _) => Ok(Some(id.clone())),
+            (None, Some(by_name)) => by_name.resolve(&self.client).await.map(Some),
+            (None, None) => Ok(None),
+        }
+    }
+
     /// When the cached token is due for renewal, if one is cached.
     pub fn renew_at(&self) -> Option<SystemTime> {
         self.tokens.renew_at_time()
@@ -485,8 +531,11 @@ impl RegistrySource {
 
     async fn hosts(&self) -> Result<Vec<String>, Error> {
         let mut hosts = match (&self.instance_id, &self.endpoints) {
+            // `domains` are used as given: they may name hosts `ListInstanceEndpoint` does not
+            // report, and then the call is not needed at all.
+            _ if !self.domains.is_empty() => self.domains.clone(),
             (Some(id), Some(cache)) => {
-                let all = cache
+                cache
                     .get_or_load(|| async {
                         let eps = self.client.list_instance_endpoint(id).await?;
                         Ok((
@@ -494,23 +543,8 @@ impl RegistrySource {
                             self.clock.now() + ENDPOINTS_TTL,
                         ))
                     })
-                    .await?;
-                if self.domains.is_empty() {
-                    all
-                } else {
-                    let (known, unknown): (Vec<String>, Vec<String>) =
-                        self.domains.iter().cloned().partition(|d| all.contains(d));
-                    if !unknown.is_empty() {
-                        tracing::warn!(
-                            registry = %self.description,
-                            domains = ?unknown,
-                            "domains are not domains of the instance; skipped"
-                        );
-                    }
-                    known
-                }
+                    .await?
             }
-            _ if !self.domains.is_empty() => self.domains.clone(),
             _ => personal_registry_hosts(&self.region).to_vec(),
         };
         for d in &self.custom_domains {

@@ -280,6 +280,48 @@ fn rrsa_exclusions_legacy_hosts_and_extensions() {
 }
 
 #[test]
+fn legacy_hosts_are_checked_against_the_registry_host_grammar_when_honoured() {
+    let ok = parse(&[(
+        "acr-registry",
+        "acme-registry.*.cr.aliyuncs.com, registry-vpc.cn-beijing.aliyuncs.com",
+    )])
+    .unwrap()
+    .config;
+    assert_eq!(
+        ok.legacy_registries,
+        [
+            "acme-registry.*.cr.aliyuncs.com",
+            "registry-vpc.cn-beijing.aliyuncs.com"
+        ]
+    );
+    let e = errors(&[(
+        "acr-registry",
+        "registry.cn-hangzhou.aliyuncs.com, docker.io, acme.*.cr.aliyuncs.com",
+    )]);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].starts_with(
+            "acr-registry[1]: \"docker.io\" is not an ACR registry host: not under aliyuncs.com"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e[1].starts_with("acr-registry[2]: \"acme.*.cr.aliyuncs.com\" is not an ACR registry host: an Enterprise Edition host is <instance>-registry[-vpc]"),
+        "{e:?}"
+    );
+    // Ignored (with a warning) when acr-registry-info is set, so not checked either.
+    let ignored = parse(&[
+        ("acr-registry", "docker.io"),
+        ("acr-registry-info", "- instanceId: \"\"\n"),
+    ])
+    .unwrap();
+    assert_eq!(
+        ignored.warnings,
+        ["acr-registry: ignored because acr-registry-info is set"]
+    );
+}
+
+#[test]
 fn managed_edition_json_parameters() {
     let json = r#"{"AcrInstanceInfo": [{"instanceId": "cri-managed", "regionId": "cn-shanghai"}],
                    "watchNamespace": "ns1,ns2", "serviceAccount": ["default", "ci"],

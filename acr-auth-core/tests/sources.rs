@@ -62,6 +62,19 @@ impl World {
         let config = HelperConfig::from_configmap(data).unwrap().config;
         RegistrySources::build(&config, &self.settings(env)).unwrap()
     }
+
+    /// Sources of a configuration with only the legacy `acr-registry` key, in a cluster in
+    /// `cluster_region`.
+    fn legacy(&self, hosts: &str, cluster_region: &str) -> RegistrySources {
+        let config = HelperConfig::from_configmap([("acr-registry", hosts)])
+            .unwrap()
+            .config;
+        let settings = SourceSettings {
+            cluster_region: cluster_region.into(),
+            ..self.settings(self.env())
+        };
+        RegistrySources::build(&config, &settings).unwrap()
+    }
 }
 
 #[tokio::test]
@@ -197,4 +210,185 @@ async fn rrsa_items_assume_their_role_with_the_pod_token_when_enabled() {
     assert_eq!(sources.sources()[0].identity_chain(), "static test key");
     sources.sources()[0].credential().await.unwrap();
     assert_eq!(w.cloud.calls("AssumeRoleWithOIDC"), 1);
+}
+
+#[tokio::test]
+async fn legacy_hosts_become_registries_with_exactly_those_hosts() {
+    let w = world().await;
+    let sources = w.legacy(
+        "acme-registry.*.cr.aliyuncs.com, registry.*.aliyuncs.com, \
+         acme-registry-vpc.cn-hangzhou.cr.aliyuncs.com, registry-vpc.cn-beijing.aliyuncs.com",
+        "cn-hangzhou",
+    );
+    let described: Vec<&str> = sources.sources().iter().map(|s| s.description()).collect();
+    assert_eq!(
+        described,
+        [
+            "Enterprise Edition instance named acme in cn-hangzhou",
+            "Personal Edition in cn-hangzhou",
+            "Personal Edition in cn-beijing"
+        ]
+    );
+    let creds = futures_join(&sources).await;
+    assert_eq!(
+        creds[0].hosts,
+        [
+            "acme-registry.cn-hangzhou.cr.aliyuncs.com",
+            "acme-registry-vpc.cn-hangzhou.cr.aliyuncs.com"
+        ],
+        "the listed hosts only: not the custom domain ListInstanceEndpoint would add"
+    );
+    assert_eq!(
+        creds[0].token.username, "temp_user_cr",
+        "an Enterprise token"
+    );
+    assert_eq!(creds[1].hosts, ["registry.cn-hangzhou.aliyuncs.com"]);
+    assert_eq!(creds[1].token.username, "cr_temp_user", "a Personal token");
+    assert_eq!(creds[2].hosts, ["registry-vpc.cn-beijing.aliyuncs.com"]);
+    assert_eq!(w.cloud.calls("ListInstance"), 1);
+    assert_eq!(
+        w.cloud.calls("GetAuthorizationToken"),
+        1,
+        "one token for both hosts"
+    );
+    assert_eq!(w.cloud.calls("GET /tokens"), 2, "one per region");
+    assert_eq!(w.cloud.calls("ListInstanceEndpoint"), 0);
+}
+
+#[tokio::test]
+async fn a_wildcard_region_is_the_cluster_region() {
+    let w = world().await;
+    let sources = w.legacy(
+        "registry.*.aliyuncs.com,registry-vpc.*.aliyuncs.com",
+        "cn-shanghai",
+    );
+    assert_eq!(sources.sources().len(), 1, "one registry, one token");
+    assert_eq!(sources.sources()[0].region(), "cn-shanghai");
+    let cred = sources.sources()[0].credential().await.unwrap();
+    assert_eq!(
+        cred.hosts,
+        [
+            "registry.cn-shanghai.aliyuncs.com",
+            "registry-vpc.cn-shanghai.aliyuncs.com"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn hosts_of_one_instance_share_one_token_and_the_resolved_id_is_cached() {
+    let w = world().await;
+    // `*` and the cluster's region spelled out are the same instance.
+    let sources = w.legacy(
+        "acme-registry.*.cr.aliyuncs.com,acme-registry-vpc.cn-hangzhou.cr.aliyuncs.com",
+        "cn-hangzhou",
+    );
+    assert_eq!(sources.sources().len(), 1);
+    let first = sources.sources()[0].credential().await.unwrap();
+    assert_eq!(first.hosts.len(), 2);
+    assert_eq!(
+        (
+            w.cloud.calls("ListInstance"),
+            w.cloud.calls("GetAuthorizationToken")
+        ),
+        (1, 1)
+    );
+
+    // The token renews at expires_at - 15m; the id resolved 45 minutes ago is still good.
+    w.clock.advance(Duration::from_secs(3600 - 15 * 60 + 1));
+    let renewed = sources.sources()[0].credential().await.unwrap();
+    assert_ne!(renewed.token, first.token);
+    assert_eq!(
+        (
+            w.cloud.calls("ListInstance"),
+            w.cloud.calls("GetAuthorizationToken")
+        ),
+        (1, 2)
+    );
+
+    // An hour after it was resolved, the next renewal resolves the name again.
+    w.clock.advance(Duration::from_secs(3600));
+    sources.sources()[0].credential().await.unwrap();
+    assert_eq!(
+        (
+            w.cloud.calls("ListInstance"),
+            w.cloud.calls("GetAuthorizationToken")
+        ),
+        (2, 3)
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_instance_name_is_an_error_naming_the_host() {
+    let w = world().await;
+    // The service matches InstanceName as a substring ("acm" finds "acme"); only an exact name
+    // counts.
+    for (host, name) in [
+        ("nosuch-registry.*.cr.aliyuncs.com", "nosuch"),
+        ("acm-registry-vpc.*.cr.aliyuncs.com", "acm"),
+    ] {
+        let sources = w.legacy(host, "cn-hangzhou");
+        let e = sources.sources()[0].credential().await.unwrap_err();
+        assert_eq!(e.kind(), acr_auth_core::ErrorKind::InvalidInput, "{e}");
+        assert!(!e.is_retryable());
+        let expanded = host.replace('*', "cn-hangzhou");
+        assert_eq!(e.context(), format!("acr-registry {expanded}"));
+        assert_eq!(
+            e.message(),
+            format!("no Enterprise Edition instance named \"{name}\" in cn-hangzhou")
+        );
+    }
+    assert_eq!(w.cloud.calls("GetAuthorizationToken"), 0);
+}
+
+#[tokio::test]
+async fn an_unparsable_legacy_host_fails_the_build() {
+    let w = world().await;
+    // The ConfigMap parser refuses it already; a configuration built by hand reaches the sources.
+    let config = HelperConfig {
+        legacy_registries: vec!["registry.*.aliyuncs.com".into(), "docker.io".into()],
+        ..HelperConfig::default()
+    };
+    let e = RegistrySources::build(&config, &w.settings(w.env())).unwrap_err();
+    assert_eq!(e.kind(), acr_auth_core::ErrorKind::InvalidInput);
+    assert_eq!(e.context(), "acr-registry");
+    assert!(
+        e.message()
+            .starts_with("\"docker.io\" is not an ACR registry host: not under aliyuncs.com"),
+        "{e}"
+    );
+    assert_eq!(w.cloud.all_calls().values().sum::<usize>(), 0);
+}
+
+#[tokio::test]
+async fn legacy_hosts_are_ignored_when_acr_registry_info_is_set() {
+    let w = world().await;
+    let sources = w.sources(
+        "- instanceId: \"\"\n",
+        &[("acr-registry", "acme-registry.*.cr.aliyuncs.com")],
+        w.env(),
+    );
+    let described: Vec<&str> = sources.sources().iter().map(|s| s.description()).collect();
+    assert_eq!(described, ["Personal Edition in cn-hangzhou"]);
+}
+
+#[tokio::test]
+async fn enterprise_domains_are_used_as_given_without_listing_the_endpoints() {
+    let w = world().await;
+    // pull.acme.example is not a domain ListInstanceEndpoint reports for the instance.
+    let sources = w.sources(
+        "- instanceId: cri-testinstance01\n  domains: \"acme-registry-vpc.cn-hangzhou.cr.aliyuncs.com,pull.acme.example\"\n  customDomains: mirror.example.com\n",
+        &[],
+        w.env(),
+    );
+    let cred = sources.sources()[0].credential().await.unwrap();
+    assert_eq!(
+        cred.hosts,
+        [
+            "acme-registry-vpc.cn-hangzhou.cr.aliyuncs.com",
+            "pull.acme.example",
+            "mirror.example.com"
+        ]
+    );
+    assert_eq!(w.cloud.calls("ListInstanceEndpoint"), 0);
+    assert_eq!(w.cloud.calls("GetAuthorizationToken"), 1);
 }

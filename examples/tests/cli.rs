@@ -235,6 +235,80 @@ data:
     assert!(stderr(&missing).contains("cannot read /nonexistent/cm.yaml"));
 }
 
+/// `text` indented by four spaces, as a block scalar under a `data` key needs.
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("    {l}\n")).collect()
+}
+
+/// Values the parser accepts but `run` refuses when it builds the registry sources fail
+/// check-config too, the same way as parse errors.
+#[tokio::test]
+async fn check_config_refuses_what_run_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "- instanceId: cri-abc\n  assumeRoleARN: acs:ram::1:role/puller\n  roleSessionName: \"a b\"\n",
+            "acr-registry-info[0]: STS AssumeRole: role session name \"a b\" must be 2-64 characters of letters, digits and . @ - _",
+        ),
+        (
+            "- instanceId: \"\"\n- instanceId: cri-abc\n  assumeRoleARN: acs:ram::1:role/puller\n  stsEndpoint: \"ftp://x y\"\n",
+            "acr-registry-info[1]: STS AssumeRole: STS endpoint \"ftp://x y\" is not a URL",
+        ),
+    ];
+    for (i, (items, expected)) in cases.iter().enumerate() {
+        let manifest = write_file(
+            &dir,
+            &format!("bad{i}.yaml"),
+            &format!(
+                "kind: ConfigMap\ndata:\n  acr-registry-info: |\n{}",
+                indent(items)
+            ),
+        );
+        let out = run(&["check-config", &manifest], &[]).await;
+        assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+        let err = stderr(&out);
+        assert!(err.contains("invalid configuration"), "{err}");
+        assert!(err.contains(expected), "missing {expected:?} in\n{err}");
+        assert!(!stdout(&out).contains("valid"), "{}", stdout(&out));
+    }
+}
+
+#[tokio::test]
+async fn check_config_shows_legacy_hosts_as_the_registries_they_become() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_file(
+        &dir,
+        "legacy.yaml",
+        "kind: ConfigMap\ndata:\n  acr-registry: \"acme-registry.*.cr.aliyuncs.com, registry.cn-beijing.aliyuncs.com, acme-registry-vpc.*.cr.aliyuncs.com\"\n",
+    );
+    let out = run(&["check-config", &manifest], &[]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let expected = "  registries:
+    1. Enterprise Edition instance named acme in the cluster's region (its id from ListInstance)
+       hosts:    acme-registry.*.cr.aliyuncs.com, acme-registry-vpc.*.cr.aliyuncs.com
+       identity: the base identity (tokenMode)
+    2. Personal Edition in cn-beijing
+       hosts:    registry.cn-beijing.aliyuncs.com
+       identity: the base identity (tokenMode)
+    (from the legacy acr-registry key; * in a host is the cluster's region)
+";
+    assert!(text.contains(expected), "expected\n{expected}\nin\n{text}");
+
+    let bad = write_file(
+        &dir,
+        "bad-legacy.yaml",
+        "acr-registry: \"registry.*.aliyuncs.com,acme.*.cr.aliyuncs.com\"\n",
+    );
+    let out = run(&["check-config", &bad], &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("acr-registry[1]: \"acme.*.cr.aliyuncs.com\" is not an ACR registry host"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn token_reports_api_errors_on_stderr_without_the_secret() {
     let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();

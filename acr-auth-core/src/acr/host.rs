@@ -52,6 +52,9 @@ pub struct NotAcrHost {
     pub reason: &'static str,
 }
 
+/// The region label of a legacy `acr-registry` host that means "the cluster's region".
+const WILDCARD_REGION: &str = "*";
+
 fn is_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
@@ -72,6 +75,43 @@ impl RegistryHost {
     /// assert!(RegistryHost::parse("docker.io").is_err());
     /// ```
     pub fn parse(input: &str) -> Result<Self, NotAcrHost> {
+        Self::parse_region(input, false)
+    }
+
+    /// Parses a host of the legacy `acr-registry` key, where the region label may be `*`: "the
+    /// cluster's region". Such a host has the region `*` until [`RegistryHost::in_region`].
+    ///
+    /// ```
+    /// use acr_auth_core::acr::RegistryHost;
+    /// let h = RegistryHost::parse_wildcard_region("acme-registry.*.cr.aliyuncs.com").unwrap();
+    /// assert_eq!(h.region, "*");
+    /// assert_eq!(h.in_region("cn-beijing").host, "acme-registry.cn-beijing.cr.aliyuncs.com");
+    /// assert!(RegistryHost::parse_wildcard_region("*-registry.cn-beijing.cr.aliyuncs.com").is_err());
+    /// ```
+    pub fn parse_wildcard_region(input: &str) -> Result<Self, NotAcrHost> {
+        Self::parse_region(input, true)
+    }
+
+    /// Whether the region label is the wildcard `*`.
+    pub fn has_wildcard_region(&self) -> bool {
+        self.region == WILDCARD_REGION
+    }
+
+    /// This host with a wildcard region label replaced by `region`; other hosts unchanged.
+    pub fn in_region(&self, region: &str) -> Self {
+        if !self.has_wildcard_region() {
+            return self.clone();
+        }
+        // The region is the only label that can be `*`, and it sits between two dots in every
+        // form of the grammar.
+        Self {
+            host: self.host.replacen(".*.", &format!(".{region}."), 1),
+            region: region.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    fn parse_region(input: &str, wildcard_region: bool) -> Result<Self, NotAcrHost> {
         let err = |reason| NotAcrHost {
             host: input.to_owned(),
             reason,
@@ -95,7 +135,8 @@ impl RegistryHost {
         }
 
         let make = |edition, instance: Option<&str>, region: &str, network, intl| {
-            if !is_label(region) {
+            let wildcard = wildcard_region && region == WILDCARD_REGION;
+            if !(is_label(region) || wildcard) {
                 return Err(err("malformed region label"));
             }
             Ok(RegistryHost {
@@ -276,5 +317,49 @@ mod tests {
             let e = RegistryHost::parse(host).expect_err(host);
             assert!(e.to_string().contains("not an ACR registry host"), "{e}");
         }
+    }
+
+    #[test]
+    fn wildcard_region_only_where_allowed_and_only_in_the_region_label() {
+        let cases = [
+            (
+                "acme-registry.*.cr.aliyuncs.com",
+                "acme-registry.cn-beijing.cr.aliyuncs.com",
+            ),
+            (
+                "Registry-VPC.*.aliyuncs.com",
+                "registry-vpc.cn-beijing.aliyuncs.com",
+            ),
+            (
+                "crpi-abc123.*.personal.cr.aliyuncs.com",
+                "crpi-abc123.cn-beijing.personal.cr.aliyuncs.com",
+            ),
+            (
+                "registry.cn-hangzhou.aliyuncs.com",
+                "registry.cn-hangzhou.aliyuncs.com",
+            ),
+        ];
+        for (input, expanded) in cases {
+            let h = RegistryHost::parse_wildcard_region(input).unwrap_or_else(|e| panic!("{e}"));
+            let e = h.in_region("cn-beijing");
+            assert_eq!(e.host, expanded, "{input}");
+            assert!(!e.has_wildcard_region(), "{input}");
+            assert_eq!(e, parsed_full(expanded), "{input}");
+        }
+        assert!(RegistryHost::parse("registry.*.aliyuncs.com").is_err());
+        for host in [
+            "*.cn-hangzhou.aliyuncs.com",
+            "*-registry.cn-hangzhou.cr.aliyuncs.com",
+            "acme-registry.*.*.cr.aliyuncs.com",
+            "registry.cn-*.aliyuncs.com",
+            "registry.*",
+        ] {
+            let e = RegistryHost::parse_wildcard_region(host).expect_err(host);
+            assert_eq!(e.host, host);
+        }
+    }
+
+    fn parsed_full(h: &str) -> RegistryHost {
+        RegistryHost::parse(h).unwrap_or_else(|e| panic!("{e}"))
     }
 }

@@ -271,6 +271,8 @@ impl HelperConfig {
                         report.warnings.push(
                             "acr-registry: ignored because acr-registry-info is set".to_owned(),
                         );
+                    } else {
+                        legacy_hosts(key, &config.legacy_registries, &mut report);
                     }
                 }
                 "acr-api-version" => {
@@ -537,6 +539,16 @@ fn selection(
         }
     }
     Selection::Names(out)
+}
+
+/// Checks the hosts of the legacy `acr-registry` key against the registry host grammar (the
+/// region label may be `*`); what they resolve to is decided later, with the cluster's region.
+fn legacy_hosts(key: &str, hosts: &[String], report: &mut Report) {
+    for (index, host) in hosts.iter().enumerate() {
+        if let Err(e) = crate::acr::RegistryHost::parse_wildcard_region(host) {
+            report.error(key, &format!("[{index}]"), None, e.to_string());
+        }
+    }
 }
 
 fn threshold(key: &str, raw: &Raw<'_>, config: &mut HelperConfig, report: &mut Report) {

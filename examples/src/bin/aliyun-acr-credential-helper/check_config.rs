@@ -1,15 +1,41 @@
 //! `check-config FILE`: what a configuration would serve, or every error in it.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use acr_auth_core::acr::Endpoint;
 use acr_auth_core::config::{format_go_duration, HelperConfig, ParsedConfig, Selection};
-use acr_auth_core::source::describe_identity;
+use acr_auth_core::credentials::{Credentials, ProviderEnv};
+use acr_auth_core::http::RetryPolicy;
+use acr_auth_core::source::{
+    describe_identity, legacy_registries, RegistrySources, SourceSettings,
+};
 use clap::Args;
+
+/// Stands in for the cluster's region while the sources are built for validation: any valid
+/// region id checks the same things, and nothing is called.
+const PLACEHOLDER_REGION: &str = "cn-hangzhou";
 
 #[derive(Debug, Args)]
 pub struct CheckConfigArgs {
     /// A ConfigMap manifest (YAML or JSON, `kind: ConfigMap`) or a plain mapping of its data keys.
     file: PathBuf,
+}
+
+/// Builds the registry sources as `run` would (identity chains, STS and ACR clients), with a
+/// placeholder base identity and region and without any network call, so settings the parser
+/// accepts but `run` refuses (a role session name with a space, a malformed region) fail here.
+fn validate_sources(config: &HelperConfig) -> Result<(), acr_auth_core::Error> {
+    let settings = SourceSettings {
+        cluster_region: PLACEHOLDER_REGION.to_owned(),
+        base_identity: Arc::new(Credentials::new("placeholder", "placeholder")),
+        base_identity_name: "the base identity (tokenMode)".to_owned(),
+        // The file is checked, not this machine's environment.
+        env: ProviderEnv::from_vars(Vec::<(String, String)>::new()),
+        acr_endpoint: Some(Endpoint::Public),
+        retry: RetryPolicy::none(),
+    };
+    RegistrySources::build(config, &settings).map(drop)
 }
 
 fn selection(s: &Selection, all: &str) -> String {
@@ -25,6 +51,12 @@ pub fn run(args: CheckConfigArgs) -> Result<(), String> {
     let ParsedConfig { config, warnings } = HelperConfig::from_manifest(&text).map_err(|e| {
         format!(
             "{}: {e}(lines and columns inside a key count from the start of that key's value)",
+            args.file.display()
+        )
+    })?;
+    validate_sources(&config).map_err(|e| {
+        format!(
+            "{}: invalid configuration (the sources cannot be built):\n  {e}\n",
             args.file.display()
         )
     })?;
@@ -73,10 +105,7 @@ pub fn run(args: CheckConfigArgs) -> Result<(), String> {
         if config.legacy_registries.is_empty() {
             println!("    1. Personal Edition in the cluster's region (no acr-registry-info)");
         } else {
-            println!(
-                "    legacy acr-registry hosts: {}",
-                config.legacy_registries.join(", ")
-            );
+            print_legacy(&config)?;
         }
     }
     for (i, item) in config.registries.iter().enumerate() {
@@ -109,5 +138,24 @@ pub fn run(args: CheckConfigArgs) -> Result<(), String> {
             println!("    - {w}");
         }
     }
+    Ok(())
+}
+
+/// The registries the legacy `acr-registry` hosts become (only read without `acr-registry-info`).
+fn print_legacy(config: &HelperConfig) -> Result<(), String> {
+    // Already validated: the parser checks every host against the grammar.
+    let registries =
+        legacy_registries(&config.legacy_registries, None).map_err(|e| e.to_string())?;
+    for (i, r) in registries.iter().enumerate() {
+        let resolve = if r.instance_name.is_some() {
+            " (its id from ListInstance)"
+        } else {
+            ""
+        };
+        println!("    {}. {}{resolve}", i + 1, r.description());
+        println!("       hosts:    {}", r.hosts.join(", "));
+        println!("       identity: the base identity (tokenMode)");
+    }
+    println!("    (from the legacy acr-registry key; * in a host is the cluster's region)");
     Ok(())
 }
