@@ -392,3 +392,56 @@ async fn enterprise_domains_are_used_as_given_without_listing_the_endpoints() {
     assert_eq!(w.cloud.calls("ListInstanceEndpoint"), 0);
     assert_eq!(w.cloud.calls("GetAuthorizationToken"), 1);
 }
+
+/// A configuration edit that leaves an item alone keeps its STS session and its token; a changed
+/// item (here a new role session name) gets new ones.
+#[tokio::test]
+async fn a_rebuild_keeps_the_caches_of_unchanged_items() {
+    let w = world().await;
+    let settings = w.settings(w.env());
+    let config = |data: &[(&str, &str)]| {
+        HelperConfig::from_configmap(data.iter().copied())
+            .unwrap()
+            .config
+    };
+    let items = "- instanceId: \"\"\n  assumeRoleARN: acs:ram::1234567890:role/acr-puller\n";
+    let first = RegistrySources::rebuild(&config(&[("acr-registry-info", items)]), &settings, None)
+        .unwrap();
+    let token = first.sources()[0].credential().await.unwrap().token;
+    assert_eq!(w.cloud.calls("AssumeRole"), 1);
+
+    // Only notify-email changes, and a second registry is added.
+    let more = format!("{items}- instanceId: cri-testinstance01\n");
+    let second = RegistrySources::rebuild(
+        &config(&[
+            ("acr-registry-info", &more),
+            ("notify-email", "ops@example.com"),
+        ]),
+        &settings,
+        Some(&first),
+    )
+    .unwrap();
+    assert_eq!(second.sources()[0].credential().await.unwrap().token, token);
+    assert_eq!(w.cloud.calls("AssumeRole"), 1, "no new STS session");
+    assert_eq!(
+        w.cloud.calls("GET /tokens") + w.cloud.calls("GetAuthorizationToken"),
+        1
+    );
+    second.sources()[1].credential().await.unwrap();
+    assert_eq!(
+        w.cloud.calls("GetAuthorizationToken"),
+        1,
+        "the new item fetches its own"
+    );
+
+    // The item itself changes: a new session and a new token.
+    let changed = format!("{items}  roleSessionName: renamed\n");
+    let third = RegistrySources::rebuild(
+        &config(&[("acr-registry-info", &changed)]),
+        &settings,
+        Some(&second),
+    )
+    .unwrap();
+    third.sources()[0].credential().await.unwrap();
+    assert_eq!(w.cloud.calls("AssumeRole"), 2);
+}
