@@ -230,3 +230,39 @@ async fn an_outage_across_expiry_warns_at_once_retries_gently_and_recovers() {
     .await;
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_expire_time_is_an_error_not_a_crash() {
+    // ACR answers with an expiry about 12,700 years away (past year 9999).
+    let mut config = FakeCloudConfig::sample();
+    config.token_lifetime_secs = 400_000_000_000;
+    let cloud = FakeCloud::start(config).await.unwrap();
+    let kube = FakeKube::start().await.unwrap();
+    put_config(&kube, json!({"acr-registry-info": "- instanceId: \"\"\n"})).await;
+    let running = start(&kube, &cloud);
+    eventually("a TokenRenewalFailed Warning Event", || {
+        !events(&kube, "TokenRenewalFailed").is_empty()
+    })
+    .await;
+    let note = events(&kube, "TokenRenewalFailed")[0]["note"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        note.contains("expireDate"),
+        "the Event names the field: {note}"
+    );
+    assert!(
+        secret_hosts(&kube, "default").is_none(),
+        "nothing written with it"
+    );
+    // Still alive and serving: a graceful stop returns Ok (a panic would surface here).
+    assert_eq!(
+        running
+            .ops
+            .health
+            .not_ready_reason(acr_auth_core::time::system_clock().now()),
+        Some("leader without valid registry credentials")
+    );
+    running.stop().await;
+}
