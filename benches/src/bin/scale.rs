@@ -275,7 +275,7 @@ async fn main() -> Result<(), String> {
     let t1 = Instant::now();
     loop {
         let c = counts(&http, &kube_counts).await;
-        if delta(&c, &idle_end, "update secrets") >= served {
+        if delta(&c, &idle_end, "patch secrets") >= served {
             break;
         }
         if t1.elapsed() > Duration::from_secs(180) {
@@ -287,9 +287,9 @@ async fn main() -> Result<(), String> {
     let renewed = counts(&http, &kube_counts).await;
     let renewed_cloud = counts(&http, &cloud_counts).await;
     println!("renewal: {} Secret updates for {} namespaces, {} ACR token calls for 2 registries, {} other writes",
-        delta(&renewed, &idle_end, "update secrets"), served,
+        delta(&renewed, &idle_end, "patch secrets"), served,
         delta(&renewed_cloud, &idle_cloud_end, "GetAuthorizationToken") + delta(&renewed_cloud, &idle_cloud_end, "GET /tokens"),
-        writes(&renewed) - writes(&idle_end) - delta(&renewed, &idle_end, "update secrets"));
+        writes(&renewed) - writes(&idle_end) - delta(&renewed, &idle_end, "patch secrets"));
     let rss = peak_rss_mb(pid).unwrap_or(f64::NAN);
     println!("controller peak RSS: {rss:.1} MB");
     println!(

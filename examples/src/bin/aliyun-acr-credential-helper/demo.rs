@@ -214,7 +214,7 @@ pub async fn run() -> Result<(), String> {
         first[0].auths.len(),
         cloud.calls("GetAuthorizationToken") + cloud.calls("GET /tokens"),
         writes("create") - setup_writes,
-        writes("update"),
+        writes("patch"),
         kube.count("patch", Some("serviceaccounts")),
     );
     Ok(())
