@@ -340,8 +340,13 @@ impl ServiceAccountInfo {
                 json!({"name": list[i]}),
             ));
         }
-        for &i in removed.iter().rev() {
-            ops.push(op_remove(&format!("/imagePullSecrets/{i}")));
+        if !removed.is_empty() && removed.len() == list.len() && appended.is_none() {
+            // Every entry was ours: the field goes, as the API server itself drops an empty list.
+            ops.push(op_remove("/imagePullSecrets"));
+        } else {
+            for &i in removed.iter().rev() {
+                ops.push(op_remove(&format!("/imagePullSecrets/{i}")));
+            }
         }
         if let Some(name) = appended {
             if list.is_empty() {

@@ -275,7 +275,7 @@ async fn run_logs_carry_no_secrets_and_serve_metrics() {
         "{log}"
     );
     assert!(
-        log.contains("registry credentials unavailable"),
+        log.contains("registry credentials failing"),
         "the outage is logged: {log}"
     );
     assert!(!log.contains("test-secret"), "AccessKey secret in the log");
