@@ -10,12 +10,14 @@
 //!   handed out, until they expire (so a real Distribution registry can use it as its realm).
 //!
 //! [`kube::FakeKube`] is a fake Kubernetes API server with the semantics a controller relies
-//! on, checked against the real `kubectl`.
+//! on, checked against the real `kubectl`; [`control_plane::ControlPlane`] is the real one
+//! (etcd and kube-apiserver built from their Go modules), for the end-to-end suites.
 //!
 //! The cloud verifies every signature, the timestamp window (15 minutes), nonce reuse and STS tokens,
 //! answers with Alibaba's JSON shapes and error codes, counts calls, and injects faults.
 
 pub mod cloud;
+pub mod control_plane;
 pub mod distribution;
 pub mod kube;
 

@@ -179,6 +179,29 @@ fn fold_string_data(secret: &mut Value) {
     }
 }
 
+/// As the API server does when it stores an object (Go's `omitempty`): empty optional maps and
+/// lists disappear. Seen against the real kube-apiserver: a ServiceAccount whose last entry was
+/// removed has no `imagePullSecrets` field, not `[]`, and no `annotations: {}`.
+fn drop_empty_optional_fields(object: &mut Value) {
+    let empty = |v: &Value| {
+        v.as_array().is_some_and(Vec::is_empty) || v.as_object().is_some_and(|m| m.is_empty())
+    };
+    if let Some(meta) = object["metadata"].as_object_mut() {
+        for field in ["annotations", "labels", "finalizers", "ownerReferences"] {
+            if meta.get(field).is_some_and(empty) {
+                meta.remove(field);
+            }
+        }
+    }
+    if let Some(top) = object.as_object_mut() {
+        for field in ["imagePullSecrets", "secrets", "data"] {
+            if top.get(field).is_some_and(empty) {
+                top.remove(field);
+            }
+        }
+    }
+}
+
 impl Store {
     fn next_rv(&mut self) -> u64 {
         self.rv += 1;
@@ -191,6 +214,7 @@ impl Store {
         if r.key == "secrets" {
             fold_string_data(&mut object);
         }
+        drop_empty_optional_fields(&mut object);
         object["metadata"]["resourceVersion"] = json!(rv.to_string());
         object["apiVersion"] = json!(r.api_version());
         object["kind"] = json!(r.kind);
