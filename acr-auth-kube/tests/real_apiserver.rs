@@ -1,0 +1,307 @@
+//! The controller against a REAL kube-apiserver and etcd (built from their Go modules by
+//! `scripts/control-plane`), authenticated as its own ServiceAccount and authorized by the RBAC
+//! rendered from `deploy/`: the API server itself answers 403 for anything the manifests do not
+//! grant. ACR is the fake cloud (no real one is reachable).
+//!
+//! Scenarios: foreign annotations and labels kept (ServiceAccounts and our Secrets), a renewal
+//! patched in place, a restart with an invalid ConfigMap destroying nothing, narrowing the
+//! configuration, and cleanup.
+
+mod common;
+
+use std::time::Duration;
+
+use acr_auth_kube::cleanup::cleanup;
+use acr_auth_testkit::control_plane::{ControlPlane, User, ADMIN_TOKEN};
+use acr_auth_testkit::distribution::require_tool;
+use acr_auth_testkit::{FakeCloud, FakeCloudConfig};
+use common::*;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{json, Value};
+
+const SA_NAMESPACE: &str = "kube-system";
+const SA_NAME: &str = "aliyun-acr-credential-helper";
+
+fn client(plane: &ControlPlane, token: &str) -> kube::Client {
+    let mut config = kube::Config::new(plane.url().parse().unwrap());
+    config.root_cert = Some(vec![plane.ca_der()]);
+    config.auth_info.token = Some(token.to_owned().into());
+    kube::Client::try_from(config).unwrap()
+}
+
+/// Applies the RBAC objects of `kubectl kustomize deploy/` with the real kubectl, as the admin.
+fn apply_deploy_rbac(plane: &ControlPlane) {
+    let kubectl = require_tool("kubectl");
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let rendered = std::process::Command::new(&kubectl)
+        .arg("kustomize")
+        .arg(&deploy)
+        .output()
+        .unwrap();
+    assert!(rendered.status.success());
+    let text = String::from_utf8(rendered.stdout).unwrap();
+    let keep = [
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+    ];
+    let docs: Vec<&str> = text
+        .split("\n---\n")
+        .filter(|d| {
+            d.lines()
+                .any(|l| keep.iter().any(|k| l.trim() == format!("kind: {k}")))
+        })
+        .collect();
+    assert!(docs.len() >= 4, "RBAC objects in deploy/: {}", docs.len());
+    let file = plane.kubeconfig("admin", ADMIN_TOKEN);
+    let mut child = std::process::Command::new(&kubectl)
+        .arg("--kubeconfig")
+        .arg(&file)
+        .args(["apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(docs.join("\n---\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl apply: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn create<K>(api: &Api<K>, obj: Value) -> K
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let typed: K = serde_json::from_value(obj).unwrap();
+    api.create(&PostParams::default(), &typed).await.unwrap()
+}
+
+async fn put_config(admin: &kube::Client, data: Value) {
+    let api: Api<ConfigMap> = Api::namespaced(admin.clone(), "kube-system");
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "acr-configuration"}, "data": data});
+    api.patch(
+        "acr-configuration",
+        &PatchParams::apply("acr-auth-test").force(),
+        &Patch::Apply(cm),
+    )
+    .await
+    .unwrap();
+}
+
+async fn wait_for<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn secret(admin: &kube::Client, ns: &str) -> Option<Secret> {
+    Api::<Secret>::namespaced(admin.clone(), ns)
+        .get_opt(OURS)
+        .await
+        .unwrap()
+}
+
+async fn service_account(admin: &kube::Client, ns: &str, name: &str) -> ServiceAccount {
+    Api::<ServiceAccount>::namespaced(admin.clone(), ns)
+        .get(name)
+        .await
+        .unwrap()
+}
+
+fn entries(sa: &ServiceAccount) -> Vec<String> {
+    sa.image_pull_secrets
+        .iter()
+        .flatten()
+        .map(|r| r.name.clone())
+        .collect()
+}
+
+fn docker_config(s: &Secret) -> String {
+    let data = s.data.as_ref().unwrap();
+    String::from_utf8(data[".dockerconfigjson"].0.clone()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_as_its_own_service_account_against_a_real_api_server() {
+    let controller_user = User::service_account(SA_NAMESPACE, SA_NAME);
+    let plane = ControlPlane::start(std::slice::from_ref(&controller_user))
+        .await
+        .expect("a real control plane (scripts/control-plane builds it)");
+    let admin = client(&plane, ADMIN_TOKEN);
+    apply_deploy_rbac(&plane);
+    let as_controller = client(&plane, plane.token_for(&controller_user.name));
+
+    // RBAC is real: the deploy/ ClusterRole lets the controller list Secrets (label-selected by
+    // convention) but not get one by name outside kube-system, nor touch ConfigMaps.
+    let forbidden = Api::<Secret>::namespaced(as_controller.clone(), "default")
+        .get("anything")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&forbidden, kube::Error::Api(s) if s.code == 403),
+        "{forbidden:?}"
+    );
+    let forbidden = Api::<ConfigMap>::namespaced(as_controller.clone(), "kube-system")
+        .delete("acr-configuration", &Default::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&forbidden, kube::Error::Api(s) if s.code == 403),
+        "{forbidden:?}"
+    );
+
+    // No controller-manager: namespaces and ServiceAccounts are made here.
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    create(&namespaces, json!({"metadata": {"name": "dev"}})).await;
+    for ns in ["default", "dev"] {
+        let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), ns);
+        create(
+            &sas,
+            json!({"metadata": {"name": "default", "annotations": {
+                "pod-identity.alibabacloud.com/role-name": "app-role",
+                "meta.helm.sh/release-name": "web"
+            }, "labels": {"team": "platform"}},
+            "imagePullSecrets": [{"name": "theirs"}]}),
+        )
+        .await;
+    }
+
+    let mut cloud_config = FakeCloudConfig::sample();
+    cloud_config.token_lifetime_secs = 6;
+    let cloud = FakeCloud::start(cloud_config).await.unwrap();
+    put_config(
+        &admin,
+        json!({"watch-namespace": "default,dev", "service-account": "default",
+               "expiring-threshold": "3s", "acr-registry-info": "- instanceId: \"\"\n"}),
+    )
+    .await;
+    let running = start_with(as_controller.clone(), settings(&cloud));
+
+    wait_for("Secrets and entries in default and dev", || async {
+        let mut ok = true;
+        for ns in ["default", "dev"] {
+            ok &= secret(&admin, ns).await.is_some()
+                && entries(&service_account(&admin, ns, "default").await) == ["theirs", OURS];
+        }
+        ok
+    })
+    .await;
+    for ns in ["default", "dev"] {
+        let sa = service_account(&admin, ns, "default").await;
+        let annotations = sa.metadata.annotations.unwrap();
+        assert_eq!(
+            annotations["pod-identity.alibabacloud.com/role-name"],
+            "app-role"
+        );
+        assert_eq!(annotations["meta.helm.sh/release-name"], "web");
+        assert_eq!(sa.metadata.labels.unwrap()["team"], "platform");
+    }
+
+    // Someone labels and annotates our Secret; the renewal patches it in place and keeps both.
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), "default");
+    secrets
+        .patch(
+            OURS,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"backup": "yes"},
+                                              "annotations": {"owner": "platform"}}})),
+        )
+        .await
+        .unwrap();
+    let before = docker_config(&secret(&admin, "default").await.unwrap());
+    let uid = secret(&admin, "default").await.unwrap().metadata.uid;
+    wait_for("a renewal", || async {
+        docker_config(&secret(&admin, "default").await.unwrap()) != before
+    })
+    .await;
+    let renewed = secret(&admin, "default").await.unwrap();
+    assert_eq!(renewed.metadata.uid, uid, "updated in place");
+    assert_eq!(renewed.metadata.labels.as_ref().unwrap()["backup"], "yes");
+    assert_eq!(
+        renewed.metadata.annotations.as_ref().unwrap()["owner"],
+        "platform"
+    );
+    running.stop().await;
+
+    // Restart with an invalid ConfigMap: nothing is deleted or detached.
+    put_config(
+        &admin,
+        json!({"watch-namespace": "default", "expiring-threshold": "banana"}),
+    )
+    .await;
+    let running = start_with(as_controller.clone(), settings(&cloud));
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(admin.clone(), "kube-system");
+    wait_for("an InvalidConfiguration Event", || async {
+        events
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("InvalidConfiguration"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        secret(&admin, "dev").await.is_some(),
+        "dev's Secret survives"
+    );
+    assert_eq!(
+        entries(&service_account(&admin, "dev", "default").await),
+        ["theirs", OURS]
+    );
+
+    // A valid, narrower configuration: dev is cleaned up, its foreign content stays.
+    put_config(
+        &admin,
+        json!({"watch-namespace": "default", "expiring-threshold": "3s",
+               "acr-registry-info": "- instanceId: \"\"\n"}),
+    )
+    .await;
+    wait_for("dev cleaned up", || async {
+        secret(&admin, "dev").await.is_none()
+            && entries(&service_account(&admin, "dev", "default").await) == ["theirs"]
+    })
+    .await;
+    let dev_sa = service_account(&admin, "dev", "default").await;
+    assert_eq!(
+        dev_sa.metadata.annotations.unwrap()["meta.helm.sh/release-name"],
+        "web"
+    );
+    running.stop().await;
+
+    // Cleanup, as the controller's ServiceAccount: everything we wrote goes, nothing else.
+    let report = cleanup(&as_controller, false).await.unwrap();
+    assert_eq!(report.secrets_deleted, 1);
+    assert!(secret(&admin, "default").await.is_none());
+    let sa = service_account(&admin, "default", "default").await;
+    assert_eq!(entries(&sa), ["theirs"]);
+    assert_eq!(
+        sa.metadata.annotations.unwrap()["meta.helm.sh/release-name"],
+        "web"
+    );
+}
