@@ -336,7 +336,13 @@ pub async fn serve(
     );
     let task = tokio::spawn(async move {
         let mut shutdown = std::pin::pin!(shutdown);
+        // Connections are tracked so that a shutdown also ends the keep-alive connections the
+        // API server holds open (seen against the real kube-apiserver: without this, a stopped
+        // webhook kept answering on its existing connection).
+        let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+        let mut connections = tokio::task::JoinSet::new();
         loop {
+            while connections.try_join_next().is_some() {}
             let (tcp, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
@@ -349,7 +355,8 @@ pub async fn serve(
             };
             let acceptor = acceptor.clone();
             let app = app.clone();
-            tokio::spawn(async move {
+            let mut stopping = stopping.clone();
+            connections.spawn(async move {
                 let tls = match tokio::time::timeout(
                     std::time::Duration::from_secs(10),
                     acceptor.accept(tcp),
@@ -364,13 +371,29 @@ pub async fn serve(
                     Err(_) => return,
                 };
                 let service = hyper_util::service::TowerToHyperService::new(app);
-                if let Err(e) = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                    .await
-                {
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+                let mut conn = std::pin::pin!(conn);
+                let result = tokio::select! {
+                    r = conn.as_mut() => r,
+                    _ = async { let _ = stopping.wait_for(|s| *s).await; } => {
+                        // Finish the request in flight, then close.
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                if let Err(e) = result {
                     tracing::debug!(%peer, error = %e, "webhook connection ended");
                 }
             });
+        }
+        stopping_tx.send_replace(true);
+        let drained = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            connections.abort_all();
         }
     });
     tracing::info!(address = %local, path = PATH, "serving the admission webhook (HTTPS)");

@@ -5,7 +5,11 @@
 //!
 //! Scenarios: foreign annotations and labels kept (ServiceAccounts and our Secrets), a renewal
 //! patched in place, a restart with an invalid ConfigMap destroying nothing, narrowing the
-//! configuration, and cleanup.
+//! configuration, and cleanup; leader election on a real Lease; the admission webhook called
+//! by the real API server over HTTPS, trusting our caBundle, with both failure policies.
+//!
+//! Fault injection (5xx, 429, dropped watches, 410) stays with the fake API server
+//! (`controller.rs`, `operation.rs`): the real one cannot be made to fail on demand.
 
 mod common;
 
@@ -144,8 +148,8 @@ fn docker_config(s: &Secret) -> String {
     String::from_utf8(data[".dockerconfigjson"].0.clone()).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_controller_as_its_own_service_account_against_a_real_api_server() {
+/// A control plane with the deploy/ RBAC applied; the admin's and the controller's clients.
+async fn plane() -> (ControlPlane, kube::Client, kube::Client) {
     let controller_user = User::service_account(SA_NAMESPACE, SA_NAME);
     let plane = ControlPlane::start(std::slice::from_ref(&controller_user))
         .await
@@ -153,6 +157,12 @@ async fn the_controller_as_its_own_service_account_against_a_real_api_server() {
     let admin = client(&plane, ADMIN_TOKEN);
     apply_deploy_rbac(&plane);
     let as_controller = client(&plane, plane.token_for(&controller_user.name));
+    (plane, admin, as_controller)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_as_its_own_service_account_against_a_real_api_server() {
+    let (_plane, admin, as_controller) = plane().await;
 
     // RBAC is real: the deploy/ ClusterRole lets the controller list Secrets (label-selected by
     // convention) but not get one by name outside kube-system, nor touch ConfigMaps.
@@ -304,4 +314,212 @@ async fn the_controller_as_its_own_service_account_against_a_real_api_server() {
         sa.metadata.annotations.unwrap()["meta.helm.sh/release-name"],
         "web"
     );
+}
+
+fn lease(identity: &str) -> acr_auth_kube::leader::LeaseSettings {
+    // The Lease the deploy/ Role is meant for, with short timings.
+    let mut l = acr_auth_kube::leader::LeaseSettings::new(SA_NAMESPACE, SA_NAME, identity);
+    l.lease_duration = Duration::from_secs(3);
+    l.renew_deadline = Duration::from_secs(2);
+    l.retry_period = Duration::from_millis(200);
+    l
+}
+
+async fn holder(admin: &kube::Client) -> Option<(String, i32)> {
+    let lease =
+        Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(admin.clone(), SA_NAMESPACE)
+            .get_opt(SA_NAME)
+            .await
+            .unwrap()?;
+    let spec = lease.spec?;
+    Some((spec.holder_identity?, spec.lease_transitions.unwrap_or(0)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_election_on_a_real_lease() {
+    let (_plane, admin, as_controller) = plane().await;
+    let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
+    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), "default");
+    create(&sas, json!({"metadata": {"name": "default"}})).await;
+    put_config(&admin, json!({"acr-registry-info": "- instanceId: \"\"\n"})).await;
+    let replica = |name: &str| {
+        let mut s = settings(&cloud);
+        s.leader_election = Some(lease(name));
+        start_with(as_controller.clone(), s)
+    };
+    let a = replica("replica-a");
+    wait_for("replica-a leads", || async {
+        holder(&admin).await.is_some_and(|(h, _)| h == "replica-a")
+    })
+    .await;
+    let b = replica("replica-b");
+    wait_for("the default namespace served", || async {
+        secret(&admin, "default").await.is_some()
+    })
+    .await;
+    assert!(a.ops.health.is_leader() && !b.ops.health.is_leader());
+    assert_eq!(
+        cloud.calls("GET /tokens"),
+        1,
+        "the standby fetches no token"
+    );
+
+    // A graceful stop releases the Lease: replica-b takes it at its next retry.
+    a.stop().await;
+    wait_for("replica-b leads", || async {
+        holder(&admin).await.is_some_and(|(h, _)| h == "replica-b") && b.ops.health.is_leader()
+    })
+    .await;
+    assert_eq!(holder(&admin).await.unwrap().1, 1, "one transition");
+
+    // A crashed leader keeps the Lease until it runs out.
+    let c = replica("replica-c");
+    b.kill().await;
+    let killed = std::time::Instant::now();
+    wait_for("replica-c leads", || async {
+        holder(&admin).await.is_some_and(|(h, _)| h == "replica-c") && c.ops.health.is_leader()
+    })
+    .await;
+    assert!(
+        killed.elapsed() >= Duration::from_secs(2),
+        "the Lease was honoured until it ran out ({:?})",
+        killed.elapsed()
+    );
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_api_server_calls_the_webhook_over_https_with_our_ca_bundle() {
+    use acr_auth_kube::webhook::{self, WebhookSettings};
+    use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+
+    let (_plane, admin, as_controller) = plane().await;
+    let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    create(&namespaces, json!({"metadata": {"name": "dev"}})).await;
+    let pe = "- instanceId: \"\"\n";
+    let webhook_config = |policy: &str| {
+        json!({"watch-namespace": "dev", "service-account": "*", "acr-registry-info": pe,
+               "webhook-configuration": format!("enable: true\nfailure-policy: {policy}\ntimeout-seconds: 2\n")})
+    };
+    put_config(&admin, webhook_config("Fail")).await;
+    let now = acr_auth_core::time::Clock::now(&acr_auth_core::time::SystemClock);
+    // As the controller's ServiceAccount: the certificate Secret is created in kube-system.
+    let cert = webhook::ensure_certificate(
+        &as_controller,
+        SA_NAMESPACE,
+        &["aliyun-acr-credential-helper.kube-system.svc".into()],
+        &["127.0.0.1".parse().unwrap()],
+        now,
+    )
+    .await
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut s = settings(&cloud);
+    s.webhook = Some(WebhookSettings {
+        client_config: json!({"url": format!("https://127.0.0.1:{port}{}", webhook::PATH)}),
+        ca_pem: cert.ca_pem.clone(),
+    });
+    s.resync = Duration::from_millis(500);
+    let running = start_with(as_controller.clone(), s);
+    let (stop_hook, hook_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (_, hook) = webhook::serve(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        &cert,
+        running.webhook_context.clone(),
+        async move {
+            let _ = hook_stopped.await;
+        },
+    )
+    .await
+    .unwrap();
+    let configurations: Api<MutatingWebhookConfiguration> = Api::all(admin.clone());
+    wait_for("the MutatingWebhookConfiguration", || async {
+        configurations
+            .get_opt(webhook::CONFIGURATION_NAME)
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    wait_for("dev served", || async {
+        secret(&admin, "dev").await.is_some()
+    })
+    .await;
+
+    // The API server calls the webhook on CREATE: the object it returns carries our entry. Its
+    // webhook informer may take a moment to see the new configuration, so retry a few names.
+    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), "dev");
+    let mut served = None;
+    for i in 0..40 {
+        let created = create(
+            &sas,
+            json!({"metadata": {"name": format!("helm-release-{i}")},
+                   "imagePullSecrets": [{"name": "theirs"}]}),
+        )
+        .await;
+        if entries(&created).len() == 2 {
+            served = Some(created);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let served = served.expect("the API server never called the webhook");
+    assert_eq!(entries(&served), ["theirs", OURS]);
+    assert_eq!(
+        served.metadata.annotations.unwrap()
+            ["acr-credential-helper.alibabacloud.com/managed-image-pull-secrets"],
+        OURS
+    );
+    // Outside the watched namespaces nothing changes.
+    let public: Api<ServiceAccount> = Api::namespaced(admin.clone(), "kube-public");
+    let other = create(&public, json!({"metadata": {"name": "other"}})).await;
+    assert!(entries(&other).is_empty());
+
+    // The webhook goes down: failurePolicy Fail makes the real API server refuse the create.
+    let _ = stop_hook.send(());
+    hook.await.unwrap();
+    let typed: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "while-down"}})).unwrap();
+    let refused = sas
+        .create(&PostParams::default(), &typed)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, kube::Error::Api(s) if s.message.contains("failed calling webhook")),
+        "{refused:?}"
+    );
+    // A live edit to Ignore: the ServiceAccount is admitted, and the controller adds the entry.
+    put_config(&admin, webhook_config("Ignore")).await;
+    wait_for("failurePolicy Ignore", || async {
+        configurations
+            .get(webhook::CONFIGURATION_NAME)
+            .await
+            .unwrap()
+            .webhooks
+            .unwrap_or_default()
+            .first()
+            .and_then(|w| w.failure_policy.clone())
+            .as_deref()
+            == Some("Ignore")
+    })
+    .await;
+    let mut admitted = false;
+    for _ in 0..40 {
+        if sas.create(&PostParams::default(), &typed).await.is_ok() {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(admitted, "refused although the failure policy is Ignore");
+    wait_for("the controller serves it", || async {
+        entries(&service_account(&admin, "dev", "while-down").await) == [OURS]
+    })
+    .await;
+    running.stop().await;
 }
