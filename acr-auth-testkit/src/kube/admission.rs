@@ -38,17 +38,42 @@ async fn call(hook: &Value, review: &Value, object: &Value) -> Result<Value, Str
         .as_str()
         .ok_or("the fake API server only reaches clientConfig.url")?;
     let timeout = Duration::from_secs(hook["timeoutSeconds"].as_u64().unwrap_or(10));
-    let mut client = reqwest::Client::builder()
-        .timeout(timeout)
-        .tls_built_in_root_certs(false);
-    if let Some(ca) = config["caBundle"].as_str() {
-        let pem = base64::engine::general_purpose::STANDARD
-            .decode(ca)
-            .map_err(|e| format!("caBundle is not base64: {e}"))?;
-        let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| format!("caBundle: {e}"))?;
-        client = client.add_root_certificate(cert);
-    }
-    let client = client.build().map_err(|e| e.to_string())?;
+    let ca_bundle = config["caBundle"].as_str().unwrap_or_default().to_owned();
+    // Like kube-apiserver, one client per webhook configuration, reused across calls: its
+    // keep-alive connections stay open between admissions (a webhook server must close them
+    // when it stops, or it keeps answering).
+    type Clients = std::collections::HashMap<(String, String, u64), reqwest::Client>;
+    static CLIENTS: std::sync::OnceLock<std::sync::Mutex<Clients>> = std::sync::OnceLock::new();
+    let key = (url.to_owned(), ca_bundle.clone(), timeout.as_secs());
+    let cached = CLIENTS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+        .cloned();
+    let client = match cached {
+        Some(c) => c,
+        None => {
+            let mut builder = reqwest::Client::builder()
+                .timeout(timeout)
+                .tls_built_in_root_certs(false);
+            if !ca_bundle.is_empty() {
+                let pem = base64::engine::general_purpose::STANDARD
+                    .decode(&ca_bundle)
+                    .map_err(|e| format!("caBundle is not base64: {e}"))?;
+                let cert =
+                    reqwest::Certificate::from_pem(&pem).map_err(|e| format!("caBundle: {e}"))?;
+                builder = builder.add_root_certificate(cert);
+            }
+            let c = builder.build().map_err(|e| e.to_string())?;
+            CLIENTS
+                .get_or_init(Default::default)
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, c.clone());
+            c
+        }
+    };
     let response = client
         .post(url)
         .header("content-type", "application/json")
