@@ -335,6 +335,9 @@ pub(crate) async fn handle(
             if same_content(&next, &current) {
                 return json_response(200, &current);
             }
+            if let Err(refused) = validate(r, &next) {
+                return refused;
+            }
             let stored = store.put(r, next, false);
             drop(store);
             let _ = shared.changed.send(());
@@ -473,6 +476,9 @@ async fn create(
             Err(refused) => return refused,
         };
     }
+    if let Err(refused) = validate(r, &obj) {
+        return refused;
+    }
     if let Some(m) = obj["metadata"].as_object_mut() {
         m.remove("resourceVersion");
         m.insert("uid".into(), json!(uuid()));
@@ -481,4 +487,35 @@ async fn create(
     let stored = shared.store().put(r, obj, true);
     let _ = shared.changed.send(());
     json_response(201, &stored)
+}
+
+/// The validation of kube-apiserver that the adapter can run into: a
+/// `kubernetes.io/dockerconfigjson` Secret must carry `.dockerconfigjson` (in `data` or
+/// `stringData`) holding JSON. Found by the differential test against the real server.
+fn validate(r: &ResourceType, obj: &Value) -> Result<(), Response> {
+    use base64::Engine as _;
+    if r.plural != "secrets" || obj["type"] != "kubernetes.io/dockerconfigjson" {
+        return Ok(());
+    }
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    let key = ".dockerconfigjson";
+    let text = match (obj["stringData"][key].as_str(), obj["data"][key].as_str()) {
+        (Some(plain), _) => Some(plain.as_bytes().to_vec()),
+        (None, Some(b64)) => base64::engine::general_purpose::STANDARD.decode(b64).ok(),
+        (None, None) => {
+            return Err(status(
+                422,
+                "Invalid",
+                format!("Secret \"{name}\" is invalid: data[{key}]: Required value"),
+            ))
+        }
+    };
+    match text.and_then(|t| serde_json::from_slice::<Value>(&t).ok()) {
+        Some(_) => Ok(()),
+        None => Err(status(
+            422,
+            "Invalid",
+            format!("Secret \"{name}\" is invalid: data[{key}]: Invalid value: \"<secret contents redacted>\": invalid character"),
+        )),
+    }
 }
