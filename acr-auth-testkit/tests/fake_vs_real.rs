@@ -91,7 +91,8 @@ async fn the_fake_answers_like_the_real_api_server() {
     let secret = |name: &str| format!("{ns}/secrets/{name}");
     // (what, method, path, content type, body, fields compared on success). A `{rv}` in a body
     // is the resourceVersion of the object the previous step returned.
-    let steps: Vec<(&str, &str, String, &str, Option<Value>, Vec<&str>)> = vec![
+    type Step<'a> = (&'a str, &'a str, String, &'a str, Option<Value>, Vec<&'a str>);
+    let steps: Vec<Step<'_>> = vec![
         ("create namespace", "POST", "/api/v1/namespaces".into(), JSON,
             Some(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "diff"}})), vec!["metadata.name"]),
         ("create SA with empty maps and lists", "POST", format!("{ns}/serviceaccounts"), JSON,
