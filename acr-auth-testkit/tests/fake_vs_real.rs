@@ -89,8 +89,8 @@ async fn the_fake_answers_like_the_real_api_server() {
     let ns = "/api/v1/namespaces/diff";
     let sa = |name: &str| format!("{ns}/serviceaccounts/{name}");
     let secret = |name: &str| format!("{ns}/secrets/{name}");
-    // (what, method, path, content type, body, fields compared on success). A `{rv}` in a body
-    // is the resourceVersion of the object the previous step returned.
+    // (what, method, path, content type, body, fields compared on success), in order: later
+    // steps act on what earlier ones created.
     type Step<'a> = (&'a str, &'a str, String, &'a str, Option<Value>, Vec<&'a str>);
     let steps: Vec<Step<'_>> = vec![
         ("create namespace", "POST", "/api/v1/namespaces".into(), JSON,
