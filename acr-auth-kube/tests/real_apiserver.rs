@@ -523,3 +523,89 @@ async fn the_real_api_server_calls_the_webhook_over_https_with_our_ca_bundle() {
     .await;
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_survive_real_timeouts_and_compaction_and_namespace_deletion() {
+    // Watches go to etcd (no watch cache), etcd is compacted every 2 s and the API server ends
+    // every watch after 3-6 s: each re-watch may resume from a compacted revision and get a
+    // real 410 Gone.
+    let controller_user = User::service_account(SA_NAMESPACE, SA_NAME);
+    let plane = ControlPlane::start_with(
+        std::slice::from_ref(&controller_user),
+        &[
+            "--watch-cache=false",
+            "--etcd-compaction-interval=2s",
+            "--min-request-timeout=3",
+        ],
+    )
+    .await
+    .expect("a real control plane");
+    let admin = client(&plane, ADMIN_TOKEN);
+    apply_deploy_rbac(&plane);
+    let as_controller = client(&plane, plane.token_for(&controller_user.name));
+
+    // Compaction is real here: a watch from the first revision is refused with 410 Gone.
+    let first_rv = Api::<Namespace>::all(admin.clone())
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
+    put_config(
+        &admin,
+        json!({"watch-namespace": "all", "exclude-namespace": "kube-*",
+               "acr-registry-info": "- instanceId: \"\"\n"}),
+    )
+    .await;
+    let running = start_with(as_controller.clone(), settings(&cloud));
+
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    for i in 0..4 {
+        let name = format!("team-{i}");
+        create(&namespaces, json!({"metadata": {"name": name}})).await;
+        let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), &name);
+        create(&sas, json!({"metadata": {"name": "default"}})).await;
+        wait_for(&format!("{name} served"), || async {
+            secret(&admin, &name).await.is_some()
+                && entries(&service_account(&admin, &name, "default").await) == [OURS]
+        })
+        .await;
+        // Let watches time out and etcd compact between namespaces.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+    }
+    let http = plane.http();
+    let gone = http
+        .get(format!(
+            "{}/api/v1/namespaces?watch=true&resourceVersion={first_rv}",
+            plane.url()
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let text = gone.text().await.unwrap();
+    assert!(
+        text.contains("\"code\":410"),
+        "a watch from a compacted revision: {text}"
+    );
+
+    // Namespace deletion: without a namespace controller it stays Terminating. The controller
+    // stops serving it (removes our Secret, as it may while the namespace terminates) and
+    // keeps serving the others.
+    namespaces
+        .delete("team-0", &Default::default())
+        .await
+        .unwrap();
+    wait_for("our Secret gone from the terminating namespace", || async {
+        secret(&admin, "team-0").await.is_none()
+    })
+    .await;
+    create(&namespaces, json!({"metadata": {"name": "after-deletion"}})).await;
+    wait_for("a new namespace still served", || async {
+        secret(&admin, "after-deletion").await.is_some()
+    })
+    .await;
+    running.stop().await;
+}

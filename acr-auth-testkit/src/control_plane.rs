@@ -164,6 +164,16 @@ impl ControlPlane {
     /// Starts etcd and kube-apiserver, with `users` known by a token each (see
     /// [`ControlPlane::token_for`]); resolves once `/readyz` answers 200.
     pub async fn start(users: &[User]) -> Result<Self, ControlPlaneError> {
+        Self::start_with(users, &[]).await
+    }
+
+    /// [`ControlPlane::start`] with extra kube-apiserver flags (for instance
+    /// `--watch-cache=false`, `--etcd-compaction-interval=2s`, `--min-request-timeout=3`: watches
+    /// served by etcd, compacted and closed often, so a client must handle 410 Gone for real).
+    pub async fn start_with(
+        users: &[User],
+        apiserver_args: &[&str],
+    ) -> Result<Self, ControlPlaneError> {
         let bin = binaries()?;
         let dir = tempfile::Builder::new()
             .prefix("acr-auth-control-plane-")
@@ -249,6 +259,7 @@ impl ControlPlane {
             // There is no controller-manager to create ServiceAccount tokens.
             .arg("--disable-admission-plugins=ServiceAccount")
             .arg("--v=1")
+            .args(apiserver_args)
             .kill_on_drop(true)
             .stdout(Stdio::null())
             .stderr(log_file(&d.join("kube-apiserver.log"))?)

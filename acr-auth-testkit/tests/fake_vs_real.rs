@@ -91,7 +91,14 @@ async fn the_fake_answers_like_the_real_api_server() {
     let secret = |name: &str| format!("{ns}/secrets/{name}");
     // (what, method, path, content type, body, fields compared on success), in order: later
     // steps act on what earlier ones created.
-    type Step<'a> = (&'a str, &'a str, String, &'a str, Option<Value>, Vec<&'a str>);
+    type Step<'a> = (
+        &'a str,
+        &'a str,
+        String,
+        &'a str,
+        Option<Value>,
+        Vec<&'a str>,
+    );
     let steps: Vec<Step<'_>> = vec![
         ("create namespace", "POST", "/api/v1/namespaces".into(), JSON,
             Some(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "diff"}})), vec!["metadata.name"]),
