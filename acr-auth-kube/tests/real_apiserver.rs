@@ -6,7 +6,9 @@
 //! Scenarios: foreign annotations and labels kept (ServiceAccounts and our Secrets), a renewal
 //! patched in place, a restart with an invalid ConfigMap destroying nothing, narrowing the
 //! configuration, and cleanup; leader election on a real Lease; the admission webhook called
-//! by the real API server over HTTPS, trusting our caBundle, with both failure policies.
+//! by the real API server over HTTPS, trusting our caBundle (a certificate without the right
+//! SAN is refused), with its timeout and both failure policies; watches without a watch cache
+//! under compaction (real 410 Gone); namespace deletion.
 //!
 //! Fault injection (5xx, 429, dropped watches, 410) stays with the fake API server
 //! (`controller.rs`, `operation.rs`): the real one cannot be made to fail on demand.
@@ -493,6 +495,51 @@ async fn the_real_api_server_calls_the_webhook_over_https_with_our_ca_bundle() {
         matches!(&refused, kube::Error::Api(s) if s.message.contains("failed calling webhook")),
         "{refused:?}"
     );
+    // A certificate whose SANs do not name 127.0.0.1 (signed by another CA): the API server's
+    // TLS check refuses it, and Fail refuses the ServiceAccount.
+    let wrong = webhook::WebhookCertificate::generate(&["wrong.example".into()], &[], now).unwrap();
+    let (stop_wrong, wrong_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (_, wrong_hook) = webhook::serve(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        &wrong,
+        running.webhook_context.clone(),
+        async move {
+            let _ = wrong_stopped.await;
+        },
+    )
+    .await
+    .unwrap();
+    let refused = sas
+        .create(&PostParams::default(), &typed)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, kube::Error::Api(s) if s.message.contains("x509") || s.message.contains("certificate")),
+        "{refused:?}"
+    );
+    let _ = stop_wrong.send(());
+    wrong_hook.await.unwrap();
+
+    // A webhook that accepts and never answers: timeoutSeconds (2) ends the call, Fail refuses.
+    let black_hole = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = black_hole.accept().await {
+            held.push(conn);
+        }
+    });
+    let refused = sas
+        .create(&PostParams::default(), &typed)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, kube::Error::Api(s) if s.message.contains("deadline") || s.message.contains("timeout") || s.message.contains("Timeout")),
+        "{refused:?}"
+    );
+    holder.abort();
+
     // A live edit to Ignore: the ServiceAccount is admitted, and the controller adds the entry.
     put_config(&admin, webhook_config("Ignore")).await;
     wait_for("failurePolicy Ignore", || async {
