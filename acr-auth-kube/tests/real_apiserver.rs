@@ -656,3 +656,62 @@ async fn watches_survive_real_timeouts_and_compaction_and_namespace_deletion() {
     .await;
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrent_writer_never_loses_anything_on_a_real_api_server() {
+    let (_plane, admin, as_controller) = plane().await;
+    let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
+    put_config(
+        &admin,
+        json!({"watch-namespace": "busy", "service-account": "*",
+               "acr-registry-info": "- instanceId: \"\"\n"}),
+    )
+    .await;
+    let running = start_with(as_controller.clone(), settings(&cloud));
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    create(&namespaces, json!({"metadata": {"name": "busy"}})).await;
+    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), "busy");
+    // Several ServiceAccounts appear while another writer keeps editing them: its annotations
+    // and entries race the controller's patches (409s and failed `test`s on the real server).
+    let names: Vec<String> = (0..5).map(|i| format!("app-{i}")).collect();
+    for n in &names {
+        create(
+            &sas,
+            json!({"metadata": {"name": n}, "imagePullSecrets": [{"name": "theirs"}]}),
+        )
+        .await;
+    }
+    for round in 0..10 {
+        for n in &names {
+            sas.patch(
+                n,
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({"metadata": {"annotations": {format!("foreign-{round}"): "x"}}}),
+                ),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    wait_for("every ServiceAccount served", || async {
+        let mut ok = true;
+        for n in &names {
+            ok &= entries(&service_account(&admin, "busy", n).await).contains(&OURS.to_owned());
+        }
+        ok
+    })
+    .await;
+    for n in &names {
+        let sa = service_account(&admin, "busy", n).await;
+        assert_eq!(entries(&sa), ["theirs", OURS], "{n}");
+        let annotations = sa.metadata.annotations.unwrap();
+        for round in 0..10 {
+            assert!(
+                annotations.contains_key(&format!("foreign-{round}")),
+                "{n} lost foreign-{round}"
+            );
+        }
+    }
+    running.stop().await;
+}
