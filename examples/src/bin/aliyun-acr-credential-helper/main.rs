@@ -4,9 +4,11 @@
 //! - `cleanup`: remove every Secret and ServiceAccount entry it wrote (uninstall).
 //! - `token`: print a temporary registry credential for an ACR instance.
 //! - `check-config`: what an `acr-configuration` ConfigMap would serve, or its errors.
-//! - `demo`: the whole flow against the built-in fake cloud and cluster, no account needed.
+//! - `demo`: the whole flow against the built-in fake cloud and cluster, no account needed
+//!   (feature `demo`, on by default; release builds leave it and the fakes out).
 
 mod check_config;
+#[cfg(feature = "demo")]
 mod demo;
 mod run;
 mod token;
@@ -41,6 +43,7 @@ enum Command {
     CheckConfig(check_config::CheckConfigArgs),
     /// Run the controller against the built-in fake Alibaba Cloud and fake cluster, show what
     /// it writes, wait for one renewal, and exit.
+    #[cfg(feature = "demo")]
     Demo,
 }
 
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
             Command::Cleanup(args) => run::cleanup(args).await,
             Command::Token(args) => token::run(args).await,
             Command::CheckConfig(args) => check_config::run(args),
+            #[cfg(feature = "demo")]
             Command::Demo => demo::run().await,
         }
     });
