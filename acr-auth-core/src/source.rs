@@ -49,7 +49,10 @@ pub struct RegistryCredential {
 pub struct SourceSettings {
     /// The cluster's region (items without `regionId`).
     pub cluster_region: String,
-    /// The base identity (section 2 of BEHAVIOUR.md).
+    /// The base identity: what items without an identity of their own start from
+    /// ([docs/configuration.md][tokenmode]).
+    ///
+    /// [tokenmode]: https://github.com/acr-auth/acr-auth/blob/main/docs/configuration.md#tokenmode-and-the-base-identity
     pub base_identity: SharedProvider,
     /// A description of the base identity, for summaries ("ECS instance RAM role").
     pub base_identity_name: String,

@@ -105,8 +105,8 @@ fn roa_pe_tokens_sts_wire() {
 
 #[test]
 fn rpc_key_without_ampersand_gives_the_documented_wrong_value() {
-    // ALIBABA_API.md R1: signing with "testsecret" instead of "testsecret&" gives this value; our
-    // signer must not produce it.
+    // Test vector R1 (docs/alibaba-api.md): signing with "testsecret" instead of "testsecret&"
+    // gives this value; our signer must not produce it.
     let v = load("rpc_r1_documented");
     let sts = RpcStringToSign::new(Method::Get, pairs(&v["params"]));
     assert_ne!(sts.sign("testsecret"), "R8VkbeU3DqhHmAVCdxW/CjqsRK0=");

@@ -1,4 +1,7 @@
-//! The base identity (BEHAVIOUR.md section 2) read from the cluster, and the cluster's region.
+//! The base identity ([docs/configuration.md][tokenmode]) read from the cluster, and the
+//! cluster's region.
+//!
+//! [tokenmode]: https://github.com/acr-auth/acr-auth/blob/main/docs/configuration.md#tokenmode-and-the-base-identity
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

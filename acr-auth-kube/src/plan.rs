@@ -3,12 +3,14 @@
 //! uses ([`desired_secret`], [`attach_patch`], [`detach_patch`]). Objects are plain JSON in the
 //! Kubernetes API's shape, so the same functions serve the controller and the Python bindings.
 //!
-//! The rules (BEHAVIOUR.md section 4): every served namespace holds one managed
+//! The rules ([docs/behaviour.md][written]): every served namespace holds one managed
 //! `kubernetes.io/dockerconfigjson` Secret with every host of every registry; every matching
 //! ServiceAccount lists it in `imagePullSecrets`; nothing we did not create is modified; what
 //! leaves the configuration is removed; Secrets are updated in place and only when their content
 //! changes; an empty credential set is never written. Planning again after applying a plan
 //! yields nothing.
+//!
+//! [written]: https://github.com/acr-auth/acr-auth/blob/main/docs/behaviour.md#what-is-written-into-the-cluster
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! The mutating admission webhook (BEHAVIOUR.md section 5): a ServiceAccount created in a
+//! The mutating admission webhook ([docs/behaviour.md][webhook]): a ServiceAccount created in a
 //! served namespace, with a selected name, gets our Secret in `imagePullSecrets` at once, so a
 //! workload created together with its ServiceAccount works on its first pull.
 //!
@@ -8,6 +8,8 @@
 //! - [`serve`]: the HTTPS server (rustls).
 //! - [`configuration`]: the MutatingWebhookConfiguration for the `webhook-configuration`
 //!   settings.
+//!
+//! [webhook]: https://github.com/acr-auth/acr-auth/blob/main/docs/behaviour.md#the-admission-webhook
 
 use std::net::SocketAddr;
 use std::sync::Arc;

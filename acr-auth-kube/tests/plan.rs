@@ -1,5 +1,6 @@
-//! The planner: every rule of BEHAVIOUR.md section 4 as a table test, and properties over random
-//! clusters: planning after applying is empty, nothing we do not own is touched.
+//! The planner: every rule of docs/behaviour.md ("What is written into the cluster") as a table
+//! test, and properties over random clusters: planning after applying is empty, nothing we do not
+//! own is touched.
 //! Patches are applied with an independent RFC 6902 implementation (the `json-patch` crate).
 
 use std::time::{Duration, UNIX_EPOCH};

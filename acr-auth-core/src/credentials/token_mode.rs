@@ -1,5 +1,7 @@
-//! `tokenMode`: which base identity the controller uses (BEHAVIOUR.md section 2), as a pure
-//! function of what the cluster has.
+//! `tokenMode`: which base identity the controller uses ([docs/configuration.md][tokenmode]), as
+//! a pure function of what the cluster has.
+//!
+//! [tokenmode]: https://github.com/acr-auth/acr-auth/blob/main/docs/configuration.md#tokenmode-and-the-base-identity
 
 use std::fmt;
 use std::str::FromStr;
