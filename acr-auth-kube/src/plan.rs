@@ -69,7 +69,7 @@ fn secret_object(
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": metadata,
-        "type": "kubernetes.io/dockerconfigjson",
+        "type": PULL_SECRET_TYPE,
         "data": {
             DOCKER_CONFIG_KEY: base64::engine::general_purpose::STANDARD.encode(docker_config_json),
         },
@@ -382,6 +382,10 @@ pub struct SecretInfo {
     pub has_annotations: bool,
     /// Our expiry annotation ([`EXPIRES_ANNOTATION`]), as written.
     pub expires_annotation: Option<String>,
+    /// Whether it is a pull Secret (`type: kubernetes.io/dockerconfigjson`). Only pull Secrets
+    /// are ever deleted by the planner: other Secrets with our label (the webhook certificate)
+    /// are not written by it and never pruned.
+    pub pull_secret: bool,
 }
 
 impl SecretInfo {
@@ -405,9 +409,13 @@ impl SecretInfo {
                 .map(|b| content_digest(&b.0)),
             has_annotations: annotations.is_some_and(|a| !a.is_empty()),
             expires_annotation: annotations.and_then(|a| a.get(EXPIRES_ANNOTATION)).cloned(),
+            pull_secret: secret.type_.as_deref() == Some(PULL_SECRET_TYPE),
         }
     }
 }
+
+/// The type of a pull Secret.
+pub const PULL_SECRET_TYPE: &str = "kubernetes.io/dockerconfigjson";
 
 /// The data key of a `kubernetes.io/dockerconfigjson` Secret.
 pub const DOCKER_CONFIG_KEY: &str = ".dockerconfigjson";
@@ -729,8 +737,13 @@ pub fn plan(
         }
     }
 
-    // Delete our Secrets that are out of scope or have a stale name.
-    for s in snapshot.secrets.iter().filter(|s| s.managed) {
+    // Delete our pull Secrets that are out of scope or have a stale name (never a Secret of
+    // another type that carries our label, such as the webhook certificate).
+    for s in snapshot
+        .secrets
+        .iter()
+        .filter(|s| s.managed && s.pull_secret)
+    {
         if !in_scope.contains(s.namespace.as_str()) || s.name != secret_name {
             deletes.push(Write::DeleteSecret {
                 namespace: s.namespace.clone(),

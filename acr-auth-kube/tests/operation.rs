@@ -382,6 +382,14 @@ async fn the_webhook_serves_new_service_accounts_and_honours_the_failure_policy(
     })
     .await;
     eventually("dev served", || secret_hosts(&kube, "dev").is_some()).await;
+    // The certificate Secret carries our label but is no pull Secret: never pruned (a second
+    // replica must find the same CA).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        kube.get("secrets", "kube-system", webhook::CERT_SECRET)
+            .is_some(),
+        "the controller deleted the webhook certificate"
+    );
 
     // The object the API server returns for the create already carries our entry.
     let (_, created) = create_service_account(

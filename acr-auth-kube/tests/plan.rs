@@ -80,6 +80,7 @@ fn apply(snapshot: &ClusterSnapshot, writes: &[Write]) -> ClusterSnapshot {
                     content_digest: Some(digest(&decode(secret))),
                     has_annotations: true,
                     expires_annotation: None,
+                    pull_secret: secret["type"] == "kubernetes.io/dockerconfigjson",
                 });
             }
             Write::UpdateSecret {
@@ -478,6 +479,7 @@ fn arb_snapshot() -> impl Strategy<Value = ClusterSnapshot> {
                         resource_version: "7".into(),
                         managed,
                         content_digest: Some(digest(if fresh_content { "{}" } else { "old" })),
+                        pull_secret: true,
                         ..Default::default()
                     });
                 }
@@ -553,4 +555,30 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_labelled_secret_of_another_type_is_never_pruned() {
+    // The webhook certificate carries our label but is no pull Secret: it is not ours to delete.
+    let mut snap = fresh();
+    snap.secrets.push(SecretInfo {
+        namespace: "kube-system".into(),
+        name: "aliyun-acr-credential-helper-webhook-cert".into(),
+        resource_version: "3".into(),
+        managed: true,
+        pull_secret: false,
+        ..Default::default()
+    });
+    let w = plan(&config(&[]), &snap, &[cred("u", "p", &["h"])]);
+    assert!(
+        !kinds(&w).iter().any(|k| k.starts_with("delete")),
+        "{:?}",
+        kinds(&w)
+    );
+    // The same Secret as a pull Secret out of scope is deleted.
+    snap.secrets[0].pull_secret = true;
+    let w = plan(&config(&[]), &snap, &[cred("u", "p", &["h"])]);
+    assert!(kinds(&w)
+        .iter()
+        .any(|k| k.starts_with("delete kube-system/")));
 }
