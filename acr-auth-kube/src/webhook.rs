@@ -295,12 +295,62 @@ pub trait ReviewContext: Send + Sync + 'static {
     fn namespace(&self, name: &str) -> NamespaceInfo;
 }
 
-/// Serves the webhook on `addr` over HTTPS until `shutdown` completes. Returns the bound
-/// address and the server task. Malformed reviews get HTTP 400 with the reason.
+/// Bounds of the webhook server: what a slow, hostile or broken client can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// The TLS handshake must finish within this.
+    pub handshake_timeout: std::time::Duration,
+    /// A request's headers must arrive within this (a client dripping header bytes is cut).
+    pub header_timeout: std::time::Duration,
+    /// A request's body must arrive within this.
+    pub body_timeout: std::time::Duration,
+    /// Largest request body: a larger `Content-Length` is refused (413) before any of the body
+    /// is read, a longer chunked body when it passes the limit. AdmissionReviews of a
+    /// ServiceAccount are a few KiB.
+    pub max_body_bytes: usize,
+    /// Connections open at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+}
+
+impl Default for ServerLimits {
+    /// 10 s handshake, 10 s headers, 10 s body (the API server's webhook timeout is at most
+    /// 30 s, 10 by default), 1 MiB bodies, 256 connections.
+    fn default() -> Self {
+        Self {
+            handshake_timeout: std::time::Duration::from_secs(10),
+            header_timeout: std::time::Duration::from_secs(10),
+            body_timeout: std::time::Duration::from_secs(10),
+            max_body_bytes: 1024 * 1024,
+            max_connections: 256,
+        }
+    }
+}
+
+/// Serves the webhook on `addr` over HTTPS until `shutdown` completes, with the default
+/// [`ServerLimits`]. Returns the bound address and the server task. Malformed reviews get HTTP
+/// 400 with the reason.
 pub async fn serve(
     addr: SocketAddr,
     certificate: &WebhookCertificate,
     context: Arc<dyn ReviewContext>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), CertificateError> {
+    serve_with_limits(
+        addr,
+        certificate,
+        context,
+        ServerLimits::default(),
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`] with explicit [`ServerLimits`].
+pub async fn serve_with_limits(
+    addr: SocketAddr,
+    certificate: &WebhookCertificate,
+    context: Arc<dyn ReviewContext>,
+    limits: ServerLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), CertificateError> {
     use axum::http::StatusCode;
@@ -309,33 +359,73 @@ pub async fn serve(
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(certificate.server_config()?));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
+    let text = |status: StatusCode, message: String| {
+        (
+            status,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; charset=utf-8",
+            )],
+            message,
+        )
+    };
     let app = axum::Router::new().route(
         PATH,
-        post(move |body: axum::body::Bytes| {
-            let config = context.config();
-            let answer = review(&body, &config, |n| context.namespace(n));
-            async move {
-                match answer {
-                    Ok(v) => (
-                        StatusCode::OK,
-                        [(axum::http::header::CONTENT_TYPE, "application/json")],
-                        v.to_string(),
-                    ),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "malformed AdmissionReview");
-                        (
-                            StatusCode::BAD_REQUEST,
-                            [(
-                                axum::http::header::CONTENT_TYPE,
-                                "text/plain; charset=utf-8",
-                            )],
-                            format!("{e}\n"),
-                        )
+        post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Body| {
+                let context = context.clone();
+                async move {
+                    // Refuse an announced oversized body before reading any of it.
+                    let announced = headers
+                        .get(axum::http::header::CONTENT_LENGTH)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok());
+                    if announced.is_some_and(|n| n > limits.max_body_bytes as u64) {
+                        return text(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            format!("the body is larger than {} bytes\n", limits.max_body_bytes),
+                        );
+                    }
+                    let body = match tokio::time::timeout(
+                        limits.body_timeout,
+                        axum::body::to_bytes(body, limits.max_body_bytes),
+                    )
+                    .await
+                    {
+                        Ok(Ok(b)) => b,
+                        Ok(Err(_)) => {
+                            return text(
+                                StatusCode::PAYLOAD_TOO_LARGE,
+                                format!(
+                                    "the body is larger than {} bytes\n",
+                                    limits.max_body_bytes
+                                ),
+                            )
+                        }
+                        Err(_) => {
+                            return text(
+                                StatusCode::REQUEST_TIMEOUT,
+                                "the body did not arrive in time\n".to_owned(),
+                            )
+                        }
+                    };
+                    let config = context.config();
+                    match review(&body, &config, |n| context.namespace(n)) {
+                        Ok(v) => (
+                            StatusCode::OK,
+                            [(axum::http::header::CONTENT_TYPE, "application/json")],
+                            v.to_string(),
+                        ),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "malformed AdmissionReview");
+                            text(StatusCode::BAD_REQUEST, format!("{e}\n"))
+                        }
                     }
                 }
-            }
-        }),
+            },
+        ),
     );
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let task = tokio::spawn(async move {
         let mut shutdown = std::pin::pin!(shutdown);
         // Connections are tracked so that a shutdown also ends the keep-alive connections the
@@ -355,15 +445,20 @@ pub async fn serve(
                 },
                 _ = &mut shutdown => break,
             };
+            // At the cap, the new connection is closed at once (dropped): a flood of idle or
+            // slow clients cannot exhaust memory or file descriptors.
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tracing::debug!(%peer, "webhook connection cap reached; closing the connection");
+                drop(tcp);
+                continue;
+            };
             let acceptor = acceptor.clone();
             let app = app.clone();
             let mut stopping = stopping.clone();
             connections.spawn(async move {
-                let tls = match tokio::time::timeout(
-                    std::time::Duration::from_secs(10),
-                    acceptor.accept(tcp),
-                )
-                .await
+                let _slot = slot;
+                let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp))
+                    .await
                 {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
@@ -374,6 +469,8 @@ pub async fn serve(
                 };
                 let service = hyper_util::service::TowerToHyperService::new(app);
                 let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(limits.header_timeout)
                     .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
                 let mut conn = std::pin::pin!(conn);
                 let result = tokio::select! {
