@@ -42,6 +42,10 @@ pub struct RegistryCredential {
     pub token: RegistryToken,
     /// Registry hosts to write it for.
     pub hosts: Vec<String>,
+    /// The source's adoption key ([`RegistrySource::adoption_key`]): recorded next to the
+    /// credential in the cluster, so a later process finds which token is whose. Empty when the
+    /// credential did not come from a source.
+    pub source: String,
 }
 
 /// What every source shares.
@@ -77,6 +81,8 @@ pub struct RegistrySource {
     tokens: Arc<ExpiringCache<RegistryToken>>,
     endpoints: Option<Arc<ExpiringCache<Vec<String>>>>,
     clock: crate::time::SharedClock,
+    /// An opaque stable id of (instance, region, identity): see [`RegistrySource::adoption_key`].
+    adoption_key: String,
     /// An Enterprise Edition instance named by a legacy `acr-registry` host instead of an id.
     instance_by_name: Option<InstanceByName>,
 }
@@ -257,6 +263,15 @@ impl RegistrySources {
                     .unwrap_or("personal"),
                 config.expiring_threshold.as_millis()
             );
+            // What identifies this token across processes: not the threshold (a new threshold
+            // keeps the token), and hashed (the identity key names AccessKey ids).
+            let adoption_key = short_digest(&format!(
+                "{}|{region}|{identity_key}",
+                instance
+                    .as_deref()
+                    .or(by_name_key.as_deref())
+                    .unwrap_or("personal")
+            ));
             // No per-token jitter: a controller's tokens renew together (see
             // `RegistrySource::credential_early`); renewals across a fleet are spread by the
             // controllers' own start times.
@@ -312,6 +327,7 @@ impl RegistrySources {
                 tokens,
                 endpoints,
                 clock: clock.clone(),
+                adoption_key,
                 instance_by_name,
             }));
         }
@@ -484,6 +500,7 @@ impl RegistrySource {
         let credential = RegistryCredential {
             token: loaded.value,
             hosts,
+            source: self.adoption_key.clone(),
         };
         match loaded.renewal_error {
             None => CredentialState::Fresh(credential),
@@ -524,12 +541,38 @@ impl RegistrySource {
         self.tokens.failed_attempts() + self.endpoints.as_ref().map_or(0, |e| e.failed_attempts())
     }
 
-    /// Puts a token found in the cluster (our Secret, written by an earlier process) into this
-    /// source's cache, so it is used until its renewal point without a call; `false` when it
-    /// has expired or a later one is cached.
-    pub fn adopt(&self, token: RegistryToken) -> bool {
+    /// An opaque, stable id of this source's token: the same (instance, region, identity) in
+    /// another process, or after a configuration edit, has the same key.
+    pub fn adoption_key(&self) -> &str {
+        &self.adoption_key
+    }
+
+    /// Whether a token is cached (fresh or last good).
+    pub fn has_token(&self) -> bool {
+        self.tokens.peek().is_some()
+    }
+
+    /// Puts a credential found in the cluster (our Secret, written by an earlier process or
+    /// leader) into this source's caches, so it is used until its renewal point without a call:
+    /// the token, and for an Enterprise instance without `domains` the hosts it was written for
+    /// (instead of `ListInstanceEndpoint`). `false` when it has expired or a later one is
+    /// cached.
+    pub fn adopt(&self, token: RegistryToken, hosts: &[String]) -> bool {
         let expires_at = token.expires_at;
-        self.tokens.seed(token, expires_at)
+        if !self.tokens.seed(token, expires_at) {
+            return false;
+        }
+        if let (Some(cache), true) = (&self.endpoints, self.domains.is_empty()) {
+            let listed: Vec<String> = hosts
+                .iter()
+                .filter(|h| !self.custom_domains.contains(h))
+                .cloned()
+                .collect();
+            if !listed.is_empty() {
+                cache.seed(listed, self.clock.now() + ENDPOINTS_TTL);
+            }
+        }
+        true
     }
 
     async fn hosts(&self) -> Result<Vec<String>, Error> {

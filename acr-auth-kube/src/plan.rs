@@ -29,6 +29,46 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "aliyun-acr-credential-helper";
 /// Annotation with the earliest expiry among the Secret's credentials (RFC 3339).
 pub const EXPIRES_ANNOTATION: &str = "acr-credential-helper.alibabacloud.com/expires-at";
+/// Annotation recording which registry source wrote which hosts, valid until when (JSON, see
+/// [`RegistryRecord`]): a new process or leader adopts these tokens instead of fetching and
+/// rewriting everything.
+pub const REGISTRIES_ANNOTATION: &str = "acr-credential-helper.alibabacloud.com/registries";
+
+/// One entry of [`REGISTRIES_ANNOTATION`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryRecord {
+    /// The source's adoption key (`RegistrySource::adoption_key`).
+    pub source: String,
+    /// The hosts written with its credential.
+    pub hosts: Vec<String>,
+    /// When its token expires (RFC 3339).
+    pub expires_at: String,
+}
+
+/// The [`REGISTRIES_ANNOTATION`] value for `credentials` (the hosts each one was written for;
+/// a host named by two registries belongs to the first), `None` when nothing is written.
+pub fn registries_record(credentials: &[RegistryCredential]) -> Option<String> {
+    let mut seen = BTreeSet::new();
+    let records: Vec<RegistryRecord> = credentials
+        .iter()
+        .filter(|c| !c.source.is_empty())
+        .filter_map(|c| {
+            let hosts: Vec<String> = c
+                .hosts
+                .iter()
+                .filter(|h| seen.insert(h.as_str()))
+                .cloned()
+                .collect();
+            (!hosts.is_empty()).then(|| RegistryRecord {
+                source: c.source.clone(),
+                hosts,
+                expires_at: acr_auth_core::time::format_iso8601(c.token.expires_at),
+            })
+        })
+        .collect();
+    (!records.is_empty()).then(|| serde_json::to_string(&records).unwrap_or_default())
+}
 
 /// The `kubernetes.io/dockerconfigjson` Secret `name` in `namespace` carrying `config`.
 ///
@@ -47,7 +87,7 @@ pub fn desired_secret(
     config: &DockerConfig,
     earliest_expiry: Option<SystemTime>,
 ) -> Value {
-    secret_object(namespace, name, &config.to_json(), earliest_expiry)
+    secret_object(namespace, name, &config.to_json(), earliest_expiry, None)
 }
 
 fn secret_object(
@@ -55,15 +95,25 @@ fn secret_object(
     name: &str,
     docker_config_json: &str,
     earliest_expiry: Option<SystemTime>,
+    registries: Option<&str>,
 ) -> Value {
     let mut metadata = json!({
         "name": name,
         "namespace": namespace,
         "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE},
     });
+    let mut annotations = serde_json::Map::new();
     if let Some(t) = earliest_expiry {
-        metadata["annotations"] =
-            json!({EXPIRES_ANNOTATION: acr_auth_core::time::format_iso8601(t)});
+        annotations.insert(
+            EXPIRES_ANNOTATION.into(),
+            json!(acr_auth_core::time::format_iso8601(t)),
+        );
+    }
+    if let Some(r) = registries {
+        annotations.insert(REGISTRIES_ANNOTATION.into(), json!(r));
+    }
+    if !annotations.is_empty() {
+        metadata["annotations"] = Value::Object(annotations);
     }
     json!({
         "apiVersion": "v1",
@@ -435,6 +485,7 @@ pub struct SecretContent {
     docker_config_json: String,
     digest: [u8; 32],
     expires_at: Option<SystemTime>,
+    registries: Option<String>,
 }
 
 impl SecretContent {
@@ -445,7 +496,14 @@ impl SecretContent {
             digest: content_digest(docker_config_json.as_bytes()),
             docker_config_json,
             expires_at,
+            registries: None,
         }
+    }
+
+    /// With the [`REGISTRIES_ANNOTATION`] value `registries` (see [`registries_record`]).
+    pub fn with_registries(mut self, registries: Option<String>) -> Self {
+        self.registries = registries;
+        self
     }
 
     /// The `.dockerconfigjson` document (it holds registry passwords).
@@ -465,7 +523,13 @@ impl SecretContent {
 
     /// The whole Secret object `name` in `namespace` (see [`desired_secret`]).
     pub fn object(&self, namespace: &str, name: &str) -> Value {
-        secret_object(namespace, name, &self.docker_config_json, self.expires_at)
+        secret_object(
+            namespace,
+            name,
+            &self.docker_config_json,
+            self.expires_at,
+            self.registries.as_deref(),
+        )
     }
 }
 
@@ -590,12 +654,27 @@ impl Write {
             ),
         ];
         let expiry = content.expires_at.map(acr_auth_core::time::format_iso8601);
-        ops.extend(annotation_ops(
-            *has_annotations,
-            EXPIRES_ANNOTATION,
-            expires_annotation.as_deref(),
-            expiry.as_deref(),
-        ));
+        let mut ours: Vec<(&str, String)> = Vec::new();
+        if let Some(e) = expiry {
+            if expires_annotation.as_deref() != Some(e.as_str()) {
+                ours.push((EXPIRES_ANNOTATION, e));
+            }
+        }
+        if let Some(r) = &content.registries {
+            ours.push((REGISTRIES_ANNOTATION, r.clone()));
+        }
+        if *has_annotations {
+            // One key each: the annotations others added stay.
+            for (key, value) in ours {
+                ops.push(op_add(&annotation_pointer(key), json!(value)));
+            }
+        } else if !ours.is_empty() {
+            let map: serde_json::Map<String, Value> = ours
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), json!(v)))
+                .collect();
+            ops.push(op_add("/metadata/annotations", Value::Object(map)));
+        }
         Some(json_patch::Patch(ops))
     }
 }
@@ -659,8 +738,12 @@ pub fn plan(
     snapshot: &ClusterSnapshot,
     credentials: &[RegistryCredential],
 ) -> Vec<Write> {
-    let desired = desired_docker_config(credentials)
-        .map(|(config, expiry)| Arc::new(SecretContent::new(&config, Some(expiry))));
+    let desired = desired_docker_config(credentials).map(|(config, expiry)| {
+        Arc::new(
+            SecretContent::new(&config, Some(expiry))
+                .with_registries(registries_record(credentials)),
+        )
+    });
     let in_scope: BTreeSet<&str> = snapshot
         .namespaces
         .iter()

@@ -275,6 +275,7 @@ fn cred(password: &str) -> RegistryCredential {
             expires_at: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
         },
         hosts: vec!["registry.cn-hangzhou.aliyuncs.com".into()],
+        source: "pe".into(),
     }
 }
 

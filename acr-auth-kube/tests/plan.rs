@@ -26,6 +26,7 @@ fn cred(user: &str, pass: &str, hosts: &[&str]) -> RegistryCredential {
             expires_at: UNIX_EPOCH + Duration::from_secs(1_714_554_000),
         },
         hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        source: format!("source-{user}"),
     }
 }
 

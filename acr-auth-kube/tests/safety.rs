@@ -266,3 +266,68 @@ async fn a_hostile_expire_time_is_an_error_not_a_crash() {
     );
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_or_an_unrelated_edit_adopts_the_tokens_in_the_cluster() {
+    let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
+    let kube = FakeKube::start().await.unwrap();
+    create_namespace(&kube, "dev").await;
+    let data = json!({"watch-namespace": "all", "exclude-namespace": "kube-*",
+        "acr-registry-info": "- instanceId: \"\"\n- instanceId: cri-testinstance01\n"});
+    put_config(&kube, data.clone()).await;
+    let running = start(&kube, &cloud);
+    eventually("both namespaces served", || {
+        ["default", "dev"]
+            .iter()
+            .all(|ns| secret_hosts(&kube, ns).is_some_and(|h| h.len() >= 3))
+    })
+    .await;
+    let calls = || cloud.all_calls().values().sum::<usize>();
+    let cloud_before = calls();
+    let writes_before = writes(&kube, "secrets") + writes(&kube, "serviceaccounts");
+
+    // A crash and a restart: the new process adopts the tokens in our Secrets.
+    running.kill().await;
+    let running = start(&kube, &cloud);
+    eventually("the restarted controller is ready", || {
+        running
+            .ops
+            .health
+            .not_ready_reason(acr_auth_core::time::system_clock().now())
+            .is_none()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        calls(),
+        cloud_before,
+        "no ACR call after a restart: {:?}",
+        cloud.all_calls()
+    );
+    assert_eq!(
+        writes(&kube, "secrets") + writes(&kube, "serviceaccounts"),
+        writes_before,
+        "no write after a restart"
+    );
+
+    // An edit that changes no registry item: nothing is fetched or written either.
+    let mut edited = data.clone();
+    edited["notify-email"] = json!("ops@example.com");
+    put_config(&kube, edited).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(calls(), cloud_before, "no ACR call after an unrelated edit");
+    assert_eq!(
+        writes(&kube, "secrets") + writes(&kube, "serviceaccounts"),
+        writes_before,
+        "no write after an unrelated edit"
+    );
+
+    // A new namespace is still served at once, with the adopted tokens.
+    create_namespace(&kube, "late").await;
+    eventually("the new namespace served", || {
+        secret_hosts(&kube, "late").is_some()
+    })
+    .await;
+    assert_eq!(calls(), cloud_before);
+    running.stop().await;
+}

@@ -141,6 +141,8 @@ enum ConfigState {
 struct Accepted {
     config: HelperConfig,
     sources: RegistrySources,
+    /// Whether the tokens in our Secrets were looked at for these sources (once per build).
+    adoption_tried: bool,
 }
 
 /// What the controller remembers of one registry between passes.
@@ -564,7 +566,10 @@ impl Controller {
                 // last good configuration (fresh caches: the old ones hold the old identity).
                 if let ConfigState::Accepted(a) = &mut live.state {
                     match RegistrySources::build(&a.config, &live.sources_settings) {
-                        Ok(sources) => a.sources = sources,
+                        Ok(sources) => {
+                            a.sources = sources;
+                            a.adoption_tried = false;
+                        }
                         Err(e) => {
                             tracing::error!(error = %e, "registry sources could not be built with the new identity; keeping the current ones")
                         }
@@ -624,6 +629,7 @@ impl Controller {
         live.state = ConfigState::Accepted(Box::new(Accepted {
             config: p.config,
             sources,
+            adoption_tried: false,
         }));
         live.invalid = None;
         self.ops.metrics.configuration_valid.set(1);
@@ -658,6 +664,12 @@ impl Controller {
     /// renewal fails). A failing registry is reported (metric at each failed attempt, a Warning
     /// Event when its failure starts or changes) and never holds up the others.
     async fn credentials(&self, live: &mut Live) -> Vec<RegistryCredential> {
+        if let ConfigState::Accepted(a) = &mut live.state {
+            if !a.adoption_tried {
+                a.adoption_tried = true;
+                self.adopt_tokens(a).await;
+            }
+        }
         let Some(accepted) = live.accepted() else {
             return Vec::new();
         };
@@ -731,6 +743,100 @@ impl Controller {
             .health
             .set_tokens_valid_until(out.iter().map(|c| c.token.expires_at).min());
         out
+    }
+
+    /// A new process or leader starts from what the cluster holds: a token recorded in our
+    /// Secrets (`REGISTRIES_ANNOTATION`, with its expiry and hosts) is put into its source's
+    /// cache, so it is used until its renewal point: no ACR call and no Secret write for a
+    /// restart, a failover or a configuration edit. Anything unreadable is skipped (a fetch
+    /// follows, as without adoption).
+    async fn adopt_tokens(&self, accepted: &Accepted) {
+        use crate::plan::{RegistryRecord, DOCKER_CONFIG_KEY, REGISTRIES_ANNOTATION};
+        use acr_auth_core::acr::RegistryToken;
+        use acr_auth_core::docker_config::DockerConfig;
+
+        let pending: Vec<_> = accepted
+            .sources
+            .sources()
+            .iter()
+            .filter(|s| !s.has_token())
+            .collect();
+        if pending.is_empty() {
+            return;
+        }
+        let api: Api<Secret> = Api::all(self.client.clone());
+        let params = kube::api::ListParams::default()
+            .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"))
+            .fields(&format!("metadata.name={}", accepted.config.secret_name))
+            .limit(20);
+        let secrets = match api.list(&params).await {
+            Ok(l) => l.items,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read our Secrets to adopt their tokens; fetching new ones");
+                return;
+            }
+        };
+        // Per source, the latest unexpired credential found, with the hosts it was written for.
+        let mut found: BTreeMap<String, (RegistryToken, Vec<String>)> = BTreeMap::new();
+        for secret in &secrets {
+            let records: Vec<RegistryRecord> = secret
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(REGISTRIES_ANNOTATION))
+                .and_then(|v| serde_json::from_str(v).ok())
+                .unwrap_or_default();
+            let Some(config) = secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(DOCKER_CONFIG_KEY))
+                .and_then(|b| std::str::from_utf8(&b.0).ok())
+                .and_then(|t| DockerConfig::parse(t).ok())
+            else {
+                continue;
+            };
+            for r in records {
+                let Some(expires_at) = acr_auth_core::time::parse_iso8601(&r.expires_at) else {
+                    continue;
+                };
+                let Some(first) = r.hosts.first().and_then(|h| config.auths.get(h)) else {
+                    continue;
+                };
+                // Every host must carry the same login, or the record is not trusted.
+                let consistent = r.hosts.iter().all(|h| {
+                    config.auths.get(h).is_some_and(|a| {
+                        a.username == first.username
+                            && a.password.expose() == first.password.expose()
+                    })
+                });
+                if !consistent {
+                    continue;
+                }
+                let later = found
+                    .get(&r.source)
+                    .is_none_or(|(t, _)| t.expires_at < expires_at);
+                if later {
+                    let token = RegistryToken {
+                        username: first.username.clone(),
+                        password: first.password.clone(),
+                        expires_at,
+                    };
+                    found.insert(r.source.clone(), (token, r.hosts.clone()));
+                }
+            }
+        }
+        for source in pending {
+            if let Some((token, hosts)) = found.get(source.adoption_key()) {
+                let expires_at = token.expires_at;
+                if source.adopt(token.clone(), hosts) {
+                    tracing::info!(
+                        registry = %source.description(),
+                        expires_at = %acr_auth_core::time::format_iso8601(expires_at),
+                        "adopted the token our Secrets hold; a new one is fetched at its renewal point"
+                    );
+                }
+            }
+        }
     }
 
     /// Logs a registry failure, and sends a Warning Event when it starts or its text changes
