@@ -22,6 +22,7 @@ mod common;
 use common::*;
 
 const USER: &str = "system:serviceaccount:kube-system:aliyun-acr-credential-helper";
+const LEASE: &str = "aliyun-acr-credential-helper";
 
 fn yaml_to_json(y: &yaml_rust2::Yaml) -> Value {
     use yaml_rust2::Yaml;
@@ -127,7 +128,8 @@ async fn scenario(kube: &FakeKube, cloud: &FakeCloud) {
     let mut s = settings(cloud);
     s.sources.base_identity = Arc::new(Credentials::new("LTAItestkey", "test-secret"));
     s.identity_refresh = Some(TokenMode::Auto);
-    let mut lease = LeaseSettings::new("kube-system", "aliyun-acr-credential-helper", "pod-1");
+    // The binary's default --lease-name, the one name the Role lets it read and renew.
+    let mut lease = LeaseSettings::new("kube-system", LEASE, "pod-1");
     lease.retry_period = Duration::from_millis(200);
     s.leader_election = Some(lease);
     s.webhook = Some(WebhookSettings {
@@ -278,6 +280,22 @@ async fn deploy_rbac_grants_every_request_and_nothing_unused_cluster_wide() {
         }
     }
     assert!(unused.is_empty(), "cluster-wide but never used: {unused:?}");
+    // The Lease: read and renewed by name only; created without one (RBAC cannot name a create).
+    let leases: Vec<&RequestRecord> = requests
+        .iter()
+        .filter(|r| r.resource == "leases")
+        .collect();
+    assert!(leases.iter().any(|r| r.verb == "create" && r.name.is_none()));
+    assert!(leases.iter().any(|r| r.verb == "update"));
+    for rule in role_rules
+        .iter()
+        .filter(|rule| strings(&rule["resources"]).contains(&"leases"))
+    {
+        let verbs = strings(&rule["verbs"]);
+        if verbs.iter().any(|v| *v != "create") {
+            assert_eq!(strings(&rule["resourceNames"]), [LEASE], "{rule}");
+        }
+    }
     // Nothing cluster-wide that only kube-system needs.
     for (resource, verb) in [
         ("configmaps", "list"),
