@@ -12,7 +12,6 @@ use std::time::Duration;
 use acr_auth_core::credentials::{Credentials, TokenMode};
 use acr_auth_kube::leader::LeaseSettings;
 use acr_auth_kube::webhook::{self, WebhookSettings};
-use acr_auth_testkit::distribution::require_tool;
 use acr_auth_testkit::kube::{FakeKube, RequestRecord};
 use acr_auth_testkit::{FakeCloud, FakeCloudConfig};
 use serde_json::{json, Value};
@@ -23,44 +22,6 @@ use common::*;
 
 const USER: &str = "system:serviceaccount:kube-system:aliyun-acr-credential-helper";
 const LEASE: &str = "aliyun-acr-credential-helper";
-
-fn yaml_to_json(y: &yaml_rust2::Yaml) -> Value {
-    use yaml_rust2::Yaml;
-    match y {
-        Yaml::Hash(h) => Value::Object(
-            h.iter()
-                .map(|(k, v)| (k.as_str().unwrap_or_default().to_owned(), yaml_to_json(v)))
-                .collect(),
-        ),
-        Yaml::Array(a) => Value::Array(a.iter().map(yaml_to_json).collect()),
-        Yaml::String(s) => json!(s),
-        Yaml::Integer(i) => json!(i),
-        Yaml::Boolean(b) => json!(b),
-        Yaml::Real(r) => json!(r.parse::<f64>().unwrap_or_default()),
-        _ => Value::Null,
-    }
-}
-
-/// `kubectl kustomize deploy/`, as JSON documents.
-fn rendered() -> Vec<Value> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
-    let out = std::process::Command::new(require_tool("kubectl"))
-        .arg("kustomize")
-        .arg(&root)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    yaml_rust2::YamlLoader::load_from_str(&text)
-        .unwrap()
-        .iter()
-        .map(yaml_to_json)
-        .collect()
-}
 
 fn find<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
     docs.iter()
@@ -219,7 +180,7 @@ async fn deploy_rbac_grants_every_request_and_nothing_unused_cluster_wide() {
         .collect();
     assert!(requests.len() > 20);
 
-    let docs = rendered();
+    let docs = render("deploy");
     let cluster_role = find(&docs, "ClusterRole");
     let role = find(&docs, "Role");
     assert_eq!(role["metadata"]["namespace"], "kube-system");
@@ -281,11 +242,10 @@ async fn deploy_rbac_grants_every_request_and_nothing_unused_cluster_wide() {
     }
     assert!(unused.is_empty(), "cluster-wide but never used: {unused:?}");
     // The Lease: read and renewed by name only; created without one (RBAC cannot name a create).
-    let leases: Vec<&RequestRecord> = requests
+    let leases: Vec<&RequestRecord> = requests.iter().filter(|r| r.resource == "leases").collect();
+    assert!(leases
         .iter()
-        .filter(|r| r.resource == "leases")
-        .collect();
-    assert!(leases.iter().any(|r| r.verb == "create" && r.name.is_none()));
+        .any(|r| r.verb == "create" && r.name.is_none()));
     assert!(leases.iter().any(|r| r.verb == "update"));
     for rule in role_rules
         .iter()
