@@ -1,8 +1,9 @@
 //! Switching from Alibaba's original helper (docs/migration.md): a cluster as the original left
 //! it, with its `acr-credential-secret-aggregation` Secrets (without our managed-by label) and
 //! the ServiceAccount entries naming them. Our controller leaves them alone and says so in an
-//! Event; once the operator deletes one of those Secrets, ours replaces it and the existing
-//! entry is kept as it is (not doubled, not claimed); `cleanup` removes only what we wrote.
+//! Event; once the operator deletes one of those Secrets, ours replaces it, and once they label
+//! one with our managed-by label, ours is written into it in place; the existing entries are kept
+//! as they are (not doubled, not claimed); `cleanup` removes only what we wrote or adopted.
 
 use std::time::Duration;
 
@@ -13,6 +14,10 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 mod common;
+
+/// Namespaces holding the original's Secret: one the operator deletes, one left as it is, one
+/// the operator labels.
+const LEGACY: [&str; 3] = ["legacy-a", "legacy-b", "legacy-c"];
 
 use common::*;
 
@@ -66,26 +71,27 @@ fn changes(kube: &FakeKube, resource: &str, ns: &str) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_originals_secrets_are_left_alone_until_deleted_and_cleanup_removes_only_ours() {
+async fn the_originals_secrets_are_left_alone_until_deleted_or_labelled() {
     let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
     let kube = FakeKube::start().await.unwrap();
-    for ns in ["legacy-a", "legacy-b", "fresh"] {
+    for ns in LEGACY.iter().chain(&["fresh"]) {
         create_namespace(&kube, ns).await;
     }
-    // What the original left in legacy-a and legacy-b; someone else's entry too in legacy-a.
-    for ns in ["legacy-a", "legacy-b"] {
+    // What the original left in the legacy namespaces; someone else's entry too in legacy-a.
+    for ns in LEGACY {
         let path = format!("/api/v1/namespaces/{ns}/secrets");
         assert_eq!(post(&kube, &path, original_secret(ns)).await, 201);
     }
     set_entries(&kube, "legacy-a", &["theirs", OURS]).await;
     set_entries(&kube, "legacy-b", &[OURS]).await;
+    set_entries(&kube, "legacy-c", &[OURS]).await;
     put_config(
         &kube,
-        json!({"watch-namespace": "legacy-a,legacy-b,fresh", "service-account": "default",
+        json!({"watch-namespace": "legacy-a,legacy-b,legacy-c,fresh", "service-account": "default",
                "acr-registry-info": "- instanceId: \"\"\n"}),
     )
     .await;
-    let before: Vec<(Value, Value)> = ["legacy-a", "legacy-b"]
+    let before: Vec<(Value, Value)> = LEGACY
         .iter()
         .map(|ns| {
             (
@@ -108,7 +114,7 @@ async fn the_originals_secrets_are_left_alone_until_deleted_and_cleanup_removes_
     eventually(
         "a SecretNotOurs Event for each of the original's Secrets",
         || {
-            ["legacy-a", "legacy-b"]
+            LEGACY
                 .iter()
                 .all(|ns| !not_ours_events(&kube, ns).is_empty())
         },
@@ -126,7 +132,7 @@ async fn the_originals_secrets_are_left_alone_until_deleted_and_cleanup_removes_
     );
     // Several passes later (one per second), nothing of the original's has changed.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    for (ns, (secret, sa)) in ["legacy-a", "legacy-b"].iter().zip(&before) {
+    for (ns, (secret, sa)) in LEGACY.iter().zip(&before) {
         assert_eq!(&kube.get("secrets", ns, OURS).unwrap(), secret, "{ns}");
         assert_eq!(
             &kube.get("serviceaccounts", ns, "default").unwrap(),
@@ -170,22 +176,60 @@ async fn the_originals_secrets_are_left_alone_until_deleted_and_cleanup_removes_
     );
     // legacy-b still holds the original's Secret, untouched.
     assert_eq!(kube.get("secrets", "legacy-b", OURS).unwrap(), before[1].0);
+
+    // The operator labels the original's Secret in legacy-c: ours is written into it in place.
+    let labelled = reqwest::Client::new()
+        .patch(format!(
+            "{}/api/v1/namespaces/legacy-c/secrets/{OURS}",
+            kube.url()
+        ))
+        .header("content-type", "application/merge-patch+json")
+        .body(
+            json!({"metadata": {"labels": {MANAGED_BY_LABEL: "aliyun-acr-credential-helper"}}})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(labelled.status().is_success());
+    eventually("ours written into legacy-c", || {
+        secret_hosts(&kube, "legacy-c") == secret_hosts(&kube, "fresh")
+    })
+    .await;
+    let adopted = kube.get("secrets", "legacy-c", OURS).unwrap();
+    assert_eq!(adopted["metadata"]["uid"], before[2].0["metadata"]["uid"]);
+    assert_ne!(
+        password(&kube, "legacy-c", "registry.cn-hangzhou.aliyuncs.com").as_deref(),
+        Some("from-the-original")
+    );
+    // Patched in place, never deleted and created again.
+    let writes = changes(&kube, "secrets", "legacy-c");
+    assert!(
+        !writes.is_empty() && writes.iter().all(|w| w.starts_with("patch")),
+        "{writes:?}"
+    );
+    assert_eq!(sa_entries(&kube, "legacy-c", "default"), [OURS]);
     running.stop().await;
 
-    // Uninstall: only what we wrote goes.
+    // Uninstall: only what we wrote or adopted goes.
     let report = acr_auth_kube::cleanup::cleanup(&client(&kube, "controller"), false)
         .await
         .unwrap();
-    assert_eq!(report.secrets_deleted, 2, "fresh and legacy-a");
+    assert_eq!(
+        report.secrets_deleted, 3,
+        "fresh, legacy-a and the adopted legacy-c"
+    );
     assert_eq!(report.service_accounts_patched, 1, "fresh/default");
-    assert!(kube.get("secrets", "fresh", OURS).is_none());
-    assert!(kube.get("secrets", "legacy-a", OURS).is_none());
+    for ns in ["fresh", "legacy-a", "legacy-c"] {
+        assert!(kube.get("secrets", ns, OURS).is_none(), "{ns}");
+    }
     assert_eq!(sa_entries(&kube, "fresh", "default"), Vec::<String>::new());
     assert_eq!(kube.get("secrets", "legacy-b", OURS).unwrap(), before[1].0);
     assert_eq!(
         kube.get("serviceaccounts", "legacy-b", "default").unwrap(),
         before[1].1
     );
-    // The original's entry stays (now naming no Secret until the original writes one again).
+    // The original's entries stay (naming no Secret until the original writes one again).
     assert_eq!(sa_entries(&kube, "legacy-a", "default"), ["theirs", OURS]);
+    assert_eq!(sa_entries(&kube, "legacy-c", "default"), [OURS]);
 }
