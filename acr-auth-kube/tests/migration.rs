@@ -224,6 +224,11 @@ async fn the_originals_secrets_are_left_alone_until_deleted_or_labelled() {
         assert!(kube.get("secrets", ns, OURS).is_none(), "{ns}");
     }
     assert_eq!(sa_entries(&kube, "fresh", "default"), Vec::<String>::new());
+    let fresh = kube.get("serviceaccounts", "fresh", "default").unwrap();
+    assert!(
+        fresh["metadata"]["annotations"][MANAGED_ENTRIES_ANNOTATION].is_null(),
+        "our record goes with our entries: {fresh}"
+    );
     assert_eq!(kube.get("secrets", "legacy-b", OURS).unwrap(), before[1].0);
     assert_eq!(
         kube.get("serviceaccounts", "legacy-b", "default").unwrap(),
