@@ -12,7 +12,6 @@ use std::time::Duration;
 use acr_auth_core::credentials::{Credentials, TokenMode};
 use acr_auth_kube::leader::LeaseSettings;
 use acr_auth_kube::webhook::{self, WebhookSettings};
-use acr_auth_testkit::distribution::require_tool;
 use acr_auth_testkit::kube::{FakeKube, RequestRecord};
 use acr_auth_testkit::{FakeCloud, FakeCloudConfig};
 use serde_json::{json, Value};
@@ -22,44 +21,7 @@ mod common;
 use common::*;
 
 const USER: &str = "system:serviceaccount:kube-system:aliyun-acr-credential-helper";
-
-fn yaml_to_json(y: &yaml_rust2::Yaml) -> Value {
-    use yaml_rust2::Yaml;
-    match y {
-        Yaml::Hash(h) => Value::Object(
-            h.iter()
-                .map(|(k, v)| (k.as_str().unwrap_or_default().to_owned(), yaml_to_json(v)))
-                .collect(),
-        ),
-        Yaml::Array(a) => Value::Array(a.iter().map(yaml_to_json).collect()),
-        Yaml::String(s) => json!(s),
-        Yaml::Integer(i) => json!(i),
-        Yaml::Boolean(b) => json!(b),
-        Yaml::Real(r) => json!(r.parse::<f64>().unwrap_or_default()),
-        _ => Value::Null,
-    }
-}
-
-/// `kubectl kustomize deploy/`, as JSON documents.
-fn rendered() -> Vec<Value> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
-    let out = std::process::Command::new(require_tool("kubectl"))
-        .arg("kustomize")
-        .arg(&root)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    yaml_rust2::YamlLoader::load_from_str(&text)
-        .unwrap()
-        .iter()
-        .map(yaml_to_json)
-        .collect()
-}
+const LEASE: &str = "aliyun-acr-credential-helper";
 
 fn find<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
     docs.iter()
@@ -127,7 +89,8 @@ async fn scenario(kube: &FakeKube, cloud: &FakeCloud) {
     let mut s = settings(cloud);
     s.sources.base_identity = Arc::new(Credentials::new("LTAItestkey", "test-secret"));
     s.identity_refresh = Some(TokenMode::Auto);
-    let mut lease = LeaseSettings::new("kube-system", "aliyun-acr-credential-helper", "pod-1");
+    // The binary's default --lease-name, the one name the Role lets it read and renew.
+    let mut lease = LeaseSettings::new("kube-system", LEASE, "pod-1");
     lease.retry_period = Duration::from_millis(200);
     s.leader_election = Some(lease);
     s.webhook = Some(WebhookSettings {
@@ -217,7 +180,7 @@ async fn deploy_rbac_grants_every_request_and_nothing_unused_cluster_wide() {
         .collect();
     assert!(requests.len() > 20);
 
-    let docs = rendered();
+    let docs = render("deploy");
     let cluster_role = find(&docs, "ClusterRole");
     let role = find(&docs, "Role");
     assert_eq!(role["metadata"]["namespace"], "kube-system");
@@ -278,6 +241,21 @@ async fn deploy_rbac_grants_every_request_and_nothing_unused_cluster_wide() {
         }
     }
     assert!(unused.is_empty(), "cluster-wide but never used: {unused:?}");
+    // The Lease: read and renewed by name only; created without one (RBAC cannot name a create).
+    let leases: Vec<&RequestRecord> = requests.iter().filter(|r| r.resource == "leases").collect();
+    assert!(leases
+        .iter()
+        .any(|r| r.verb == "create" && r.name.is_none()));
+    assert!(leases.iter().any(|r| r.verb == "update"));
+    for rule in role_rules
+        .iter()
+        .filter(|rule| strings(&rule["resources"]).contains(&"leases"))
+    {
+        let verbs = strings(&rule["verbs"]);
+        if verbs.iter().any(|v| *v != "create") {
+            assert_eq!(strings(&rule["resourceNames"]), [LEASE], "{rule}");
+        }
+    }
     // Nothing cluster-wide that only kube-system needs.
     for (resource, verb) in [
         ("configmaps", "list"),

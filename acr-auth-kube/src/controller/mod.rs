@@ -168,7 +168,10 @@ struct Live {
     config_data: Option<Option<BTreeMap<String, String>>>,
     /// The error of the last invalid configuration read, if it is still the latest.
     invalid: Option<String>,
-    not_ours: BTreeSet<(String, String)>,
+    /// Secrets of our name that a create found to exist and not be ours, with when that was
+    /// learnt. Our watch is label-selected and never sees them go, so each is forgotten after
+    /// `resync` and the create tried again: a Secret its owner deleted is then replaced by ours.
+    not_ours: BTreeMap<(String, String), tokio::time::Instant>,
     /// Writes that failed, paced per object.
     backoff: WriteBackoff,
     /// The MutatingWebhookConfiguration last written (`Some(None)`: made sure there is none).
@@ -446,7 +449,7 @@ impl Controller {
             state: ConfigState::NotAccepted,
             config_data: None,
             invalid: None,
-            not_ours: BTreeSet::new(),
+            not_ours: BTreeMap::new(),
             backoff: WriteBackoff::default(),
             webhook_applied: None,
             webhook_checked: tokio::time::Instant::now(),
@@ -534,6 +537,9 @@ impl Controller {
                 }
                 if let Some(t) = live.backoff.next() {
                     next_wake = next_wake.min(t);
+                }
+                if let Some(learnt) = live.not_ours.values().min() {
+                    next_wake = next_wake.min(*learnt + self.settings.resync);
                 }
             }
             tokio::select! {
@@ -865,13 +871,15 @@ impl Controller {
         credentials: &[RegistryCredential],
         leadership: &Leadership,
     ) -> PassReport {
+        let resync = self.settings.resync;
+        live.not_ours.retain(|_, learnt| learnt.elapsed() < resync);
         // Destructive writes need an accepted configuration: without one there is no plan.
         let Some(accepted) = live.accepted() else {
             return PassReport::default();
         };
         let writes = {
             // The snapshot is a copy of the stores: drop it before the writes go out.
-            let snap = snapshot(namespaces, service_accounts, secrets, &live.not_ours);
+            let snap = snapshot(namespaces, service_accounts, secrets, live.not_ours.keys());
             plan(&accepted.config, &snap, credentials)
         };
         let mut report = PassReport {
@@ -939,7 +947,8 @@ impl Controller {
                         ..Default::default()
                     };
                     self.event(EventType::Warning, "SecretNotOurs", format!("Secret {namespace}/{name} exists and was not created by aliyun-acr-credential-helper; it is left alone"), reference).await;
-                    live.not_ours.insert((namespace, name));
+                    live.not_ours
+                        .insert((namespace, name), tokio::time::Instant::now());
                     report.failed += 1;
                 }
                 Err(e) => {

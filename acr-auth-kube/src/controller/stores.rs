@@ -2,7 +2,7 @@
 //! ServiceAccounts, managed Secrets), trimmed reflectors for the few objects read whole (the
 //! ConfigMap, the credential Secrets), and the planner's snapshot.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use futures_util::StreamExt as _;
@@ -227,11 +227,11 @@ pub(super) fn secret_info(secret: &Secret) -> SecretInfo {
 }
 
 /// The planner's view of the cluster.
-pub(super) fn snapshot(
+pub(super) fn snapshot<'a>(
     namespaces: &Compact<NamespaceInfo>,
     service_accounts: &Compact<ServiceAccountInfo>,
     secrets: &Compact<SecretInfo>,
-    not_ours: &BTreeSet<(String, String)>,
+    not_ours: impl IntoIterator<Item = &'a (String, String)>,
 ) -> ClusterSnapshot {
     let mut snap = ClusterSnapshot {
         namespaces: namespaces.values(),

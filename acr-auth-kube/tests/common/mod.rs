@@ -216,3 +216,52 @@ pub fn webhook_configuration(kube: &FakeKube) -> Option<Value> {
         acr_auth_kube::webhook::CONFIGURATION_NAME,
     )
 }
+
+/// The repository's root directory.
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn yaml_to_json(y: &yaml_rust2::Yaml) -> Value {
+    use yaml_rust2::Yaml;
+    match y {
+        Yaml::Hash(h) => Value::Object(
+            h.iter()
+                .map(|(k, v)| (k.as_str().unwrap_or_default().to_owned(), yaml_to_json(v)))
+                .collect(),
+        ),
+        Yaml::Array(a) => Value::Array(a.iter().map(yaml_to_json).collect()),
+        Yaml::String(s) => json!(s),
+        Yaml::Integer(i) => json!(i),
+        Yaml::Boolean(b) => json!(b),
+        Yaml::Real(r) => json!(r.parse::<f64>().unwrap_or_default()),
+        _ => Value::Null,
+    }
+}
+
+/// `kubectl kustomize` of `dir` (a kustomization directory), as JSON documents; panics with
+/// kustomize's message when it does not render.
+pub fn render_dir(dir: &std::path::Path) -> Vec<Value> {
+    let out = std::process::Command::new(acr_auth_testkit::distribution::require_tool("kubectl"))
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    yaml_rust2::YamlLoader::load_from_str(&text)
+        .unwrap()
+        .iter()
+        .map(yaml_to_json)
+        .collect()
+}
+
+/// `kubectl kustomize` of a directory of the repository (`deploy`, `deploy/overlays/rrsa`).
+pub fn render(dir: &str) -> Vec<Value> {
+    render_dir(&repo_root().join(dir))
+}
