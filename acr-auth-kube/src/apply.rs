@@ -21,6 +21,9 @@ pub enum ApplyError {
         /// Name.
         name: String,
     },
+    /// The API server throttled the request (HTTP 429): the object waits out its backoff.
+    #[error("throttled by the API server (429): {0}")]
+    Throttled(String),
     /// The planner produced an object the API types do not accept.
     #[error("invalid object: {0}")]
     Invalid(String),
@@ -35,6 +38,7 @@ impl ApplyError {
         match self {
             ApplyError::Conflict(_) => "conflict",
             ApplyError::NotOurs { .. } => "not_ours",
+            ApplyError::Throttled(_) => "throttled",
             ApplyError::Invalid(_) => "invalid",
             ApplyError::Kube(_) => "api",
         }
@@ -43,6 +47,7 @@ impl ApplyError {
 
 fn classify(e: kube::Error) -> ApplyError {
     match &e {
+        kube::Error::Api(s) if s.code == 429 => ApplyError::Throttled(s.message.clone()),
         kube::Error::Api(s) if s.is_conflict() || s.is_invalid() || s.code == 422 => {
             ApplyError::Conflict(s.message.clone())
         }

@@ -331,3 +331,32 @@ async fn a_restart_or_an_unrelated_edit_adopts_the_tokens_in_the_cluster() {
     assert_eq!(calls(), cloud_before);
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_writes_are_counted_backed_off_and_completed() {
+    let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
+    let kube = FakeKube::start().await.unwrap();
+    create_namespace(&kube, "dev").await;
+    put_config(
+        &kube,
+        json!({"watch-namespace": "default,dev", "acr-registry-info": "- instanceId: \"\"\n"}),
+    )
+    .await;
+    // The API server answers the first three Secret creates with 429.
+    kube.fail_next("create", Some("secrets"), 3, 429);
+    let running = start(&kube, &cloud);
+    eventually("both namespaces served despite the throttling", || {
+        secret_hosts(&kube, "default").is_some() && secret_hosts(&kube, "dev").is_some()
+    })
+    .await;
+    let metrics = running.ops.metrics.encode();
+    let throttled: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("acr_auth_writes_total{") && l.contains("result=\"throttled\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(throttled, 3.0, "every 429 is counted: {metrics}");
+    // Each 429 was one request: the client did not retry behind the controller's back.
+    assert_eq!(kube.count("create", Some("secrets")), 2 + 3);
+    running.stop().await;
+}

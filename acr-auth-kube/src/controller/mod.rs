@@ -108,6 +108,8 @@ pub struct PassReport {
     pub failed: usize,
     /// Writes not sent because their object waits out a backoff after a failure.
     pub deferred: usize,
+    /// Writes the API server throttled (429; also counted in `failed`).
+    pub throttled: usize,
 }
 
 /// The controller.
@@ -949,6 +951,15 @@ impl Controller {
                     self.event(EventType::Warning, "SecretNotOurs", format!("Secret {namespace}/{name} exists and was not created by aliyun-acr-credential-helper; it is left alone"), reference).await;
                     live.not_ours
                         .insert((namespace, name), tokio::time::Instant::now());
+                    report.failed += 1;
+                }
+                Err(ApplyError::Throttled(m)) => {
+                    let retry_in = live.backoff.failed(&write, false);
+                    // Once per pass, not once per object: a throttled pass is one episode.
+                    if report.throttled == 0 {
+                        tracing::warn!(message = %m, retry_in_ms = retry_in.as_millis() as u64, "the API server throttles our writes (429); each waits out its own backoff");
+                    }
+                    report.throttled += 1;
                     report.failed += 1;
                 }
                 Err(e) => {

@@ -125,6 +125,8 @@ pub fn settings(cloud: &FakeCloud) -> ControllerSettings {
 pub fn client(kube: &FakeKube, token: &str) -> kube::Client {
     let mut config = kube::Config::new(kube.url().parse().unwrap());
     config.auth_info.token = Some(token.to_owned().into());
+    // As the binary does: the controller, not the client, retries 429s (see run.rs).
+    config.default_retry = false;
     kube::Client::try_from(config).unwrap()
 }
 

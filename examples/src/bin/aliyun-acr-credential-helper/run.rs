@@ -157,9 +157,13 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 }
 
 async fn client() -> Result<kube::Client, String> {
-    kube::Client::try_default().await.map_err(|e| {
+    let mut config = kube::Config::infer().await.map_err(|e| {
         format!("cannot reach the cluster (KUBECONFIG, ~/.kube/config or in-cluster): {e}")
-    })
+    })?;
+    // The controller paces its own retries per object (and logs and counts 429s); the client's
+    // built-in retry of 429/503 would hide throttling and hold a pass for tens of seconds.
+    config.default_retry = false;
+    kube::Client::try_from(config).map_err(|e| format!("cannot build the cluster client: {e}"))
 }
 
 pub async fn run(args: RunArgs) -> Result<(), String> {
