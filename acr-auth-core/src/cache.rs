@@ -349,7 +349,14 @@ impl<T: Clone + Send> ExpiringCache<T> {
         {
             return false;
         }
-        let renew_at = self.renew_at(now, expires_at);
+        // A value already within its threshold is due at once: its original lifetime is not
+        // known, so the half-life rule of `renew_at` would only postpone the renewal.
+        let remaining = expires_at.duration_since(now).unwrap_or_default();
+        let renew_at = if remaining <= self.threshold {
+            now
+        } else {
+            self.renew_at(now, expires_at)
+        };
         state.entry = Some(Entry {
             value,
             expires_at,
@@ -688,5 +695,10 @@ mod tests {
             !cache.seed(4, at(&clock, 1800)),
             "an earlier expiry never replaces a later one"
         );
+        // Seeded within its threshold: due at once, not at half of what is left.
+        let (clock, cache) = setup(900);
+        assert!(cache.seed(7, at(&clock, 600)));
+        let calls = AtomicUsize::new(0);
+        assert_eq!(load_ok(&cache, 8, at(&clock, 3600), &calls).await, 8);
     }
 }

@@ -529,11 +529,23 @@ impl RegistrySource {
     /// When a call would contact ACR next: the renewal time, or the end of the failure
     /// backoff while renewals fail; `None` when nothing was fetched or tried yet.
     pub fn next_attempt_at(&self) -> Option<SystemTime> {
+        let tokens = self.tokens.next_attempt_at();
+        // The endpoint list is only read after a token was had: while the token fails, its
+        // (possibly long expired) refresh time is not a reason to wake up.
+        if !self.has_token() {
+            return tokens;
+        }
         let endpoints = self.endpoints.as_ref().and_then(|e| e.next_attempt_at());
-        match (self.tokens.next_attempt_at(), endpoints) {
+        match (tokens, endpoints) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// Forgets the cached token (a replica that leads again adopts what the cluster holds
+    /// instead of writing a token from its previous term).
+    pub fn forget_token(&self) {
+        self.tokens.invalidate();
     }
 
     /// Failed token and endpoint requests so far (a counter: each failed attempt counts once).
@@ -552,25 +564,15 @@ impl RegistrySource {
         self.tokens.peek().is_some()
     }
 
-    /// Puts a credential found in the cluster (our Secret, written by an earlier process or
-    /// leader) into this source's caches, so it is used until its renewal point without a call:
-    /// the token, and for an Enterprise instance without `domains` the hosts it was written for
-    /// (instead of `ListInstanceEndpoint`). `false` when it has expired or a later one is
-    /// cached.
-    pub fn adopt(&self, token: RegistryToken, hosts: &[String]) -> bool {
+    /// Puts a token found in the cluster (our Secret, written by an earlier process or leader)
+    /// into this source's cache, so it is used until its renewal point without a token call.
+    /// The hosts are not adopted: they follow the current configuration (an Enterprise
+    /// instance's list is fetched again), so an edit made while the controller was down is
+    /// honoured. `false` when it has expired or a later one is cached.
+    pub fn adopt(&self, token: RegistryToken) -> bool {
         let expires_at = token.expires_at;
         if !self.tokens.seed(token, expires_at) {
             return false;
-        }
-        if let (Some(cache), true) = (&self.endpoints, self.domains.is_empty()) {
-            let listed: Vec<String> = hosts
-                .iter()
-                .filter(|h| !self.custom_domains.contains(h))
-                .cloned()
-                .collect();
-            if !listed.is_empty() {
-                cache.seed(listed, self.clock.now() + ENDPOINTS_TTL);
-            }
         }
         true
     }

@@ -794,11 +794,15 @@ pub fn plan(
         let wanted =
             in_scope.contains(sa.namespace.as_str()) && config.service_accounts.contains(&sa.name);
         let add = (wanted && ours_in.contains(sa.namespace.as_str())).then_some(secret_name);
+        // A renamed Secret's old entry stays until the new Secret is there: with no credentials
+        // to write the new one, the old one is what still lets the pods pull.
+        let served = ours_in.contains(sa.namespace.as_str());
         let remove: Vec<&str> = sa
             .managed_entries
             .iter()
             .map(String::as_str)
             .filter(|name| !(wanted && *name == secret_name))
+            .filter(|_| !wanted || served)
             .collect();
         if let Some(patch) = sa.patch(add, &remove) {
             let before = &sa.image_pull_secrets;
@@ -827,7 +831,10 @@ pub fn plan(
         .iter()
         .filter(|s| s.managed && s.pull_secret)
     {
-        if !in_scope.contains(s.namespace.as_str()) || s.name != secret_name {
+        let in_scope_here = in_scope.contains(s.namespace.as_str());
+        // Out of scope: removed. Stale name: removed once the new Secret is there (or about to
+        // be created), never leaving a served namespace without pull credentials.
+        if !in_scope_here || (s.name != secret_name && ours_in.contains(s.namespace.as_str())) {
             deletes.push(Write::DeleteSecret {
                 namespace: s.namespace.clone(),
                 name: s.name.clone(),

@@ -583,3 +583,25 @@ fn a_labelled_secret_of_another_type_is_never_pruned() {
         .iter()
         .any(|k| k.starts_with("delete kube-system/")));
 }
+
+#[test]
+fn a_rename_without_credentials_keeps_the_old_secret_and_entries() {
+    let creds = [cred("u", "p", &["h"])];
+    let c = config(&[]);
+    let served = apply(&fresh(), &plan(&c, &fresh(), &creds));
+    // Renamed while every registry fails: nothing can be written under the new name, so the
+    // old Secret and its entry stay.
+    let renamed = config(&[("secret-name", "pull-secret")]);
+    let w = plan(&renamed, &served, &[]);
+    assert!(w.is_empty(), "{:?}", kinds(&w));
+    // Once credentials are back, the move happens.
+    let w = plan(&renamed, &served, &creds);
+    assert_eq!(
+        kinds(&w),
+        [
+            "create default",
+            "attach+detach default/default",
+            "delete default/acr-credential-secret-aggregation"
+        ]
+    );
+}
