@@ -163,3 +163,80 @@ async fn the_fake_answers_like_the_real_api_server() {
         differences.join("\n")
     );
 }
+
+/// kubectl against both servers: the generator commands (which send protobuf bodies) create the
+/// same objects in the fake as in the real kube-apiserver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_generator_commands_create_the_same_objects() {
+    use acr_auth_testkit::distribution::require_tool;
+    let plane = ControlPlane::start(&[])
+        .await
+        .expect("a real control plane");
+    let fake = FakeKube::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let fake_config = dir.path().join("fake.kubeconfig");
+    fake.write_kubeconfig(&fake_config).unwrap();
+    let real_config = plane.kubeconfig("admin", ADMIN_TOKEN);
+    let kubectl = |config: &std::path::Path, args: &[&str]| {
+        let out = std::process::Command::new(require_tool("kubectl"))
+            .arg("--kubeconfig")
+            .arg(config)
+            .args(args)
+            .env("HOME", dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let commands: [&[&str]; 4] = [
+        &["create", "namespace", "gen"],
+        &["-n", "gen", "create", "serviceaccount", "builder"],
+        &[
+            "-n",
+            "gen",
+            "create",
+            "secret",
+            "docker-registry",
+            "regcred",
+            "--docker-server=registry.example.com",
+            "--docker-username=u",
+            "--docker-password=p",
+        ],
+        &[
+            "-n",
+            "gen",
+            "create",
+            "configmap",
+            "settings",
+            "--from-literal=a=b",
+        ],
+    ];
+    for args in commands {
+        kubectl(&real_config, args);
+        kubectl(&fake_config, args);
+    }
+    let fields = |v: &Value| {
+        json!({"name": v["metadata"]["name"], "namespace": v["metadata"]["namespace"],
+               "type": v["type"], "data": v["data"], "kind": v["kind"]})
+    };
+    for (kind, name) in [
+        ("namespace", "gen"),
+        ("serviceaccount", "builder"),
+        ("secret", "regcred"),
+        ("configmap", "settings"),
+    ] {
+        let get = |config: &std::path::Path| -> Value {
+            serde_json::from_str(&kubectl(
+                config,
+                &["-n", "gen", "get", kind, name, "-o", "json"],
+            ))
+            .unwrap()
+        };
+        let (real, fake) = (get(&real_config), get(&fake_config));
+        assert_eq!(fields(&fake), fields(&real), "{kind}/{name}");
+    }
+}

@@ -14,6 +14,7 @@ mod admission;
 mod api;
 mod discovery;
 mod list_watch;
+mod protobuf;
 mod selector;
 mod store;
 
@@ -314,7 +315,7 @@ async fn dispatch(
         }
         return json_response(200, &json!(counts));
     }
-    let req = KubeRequest {
+    let mut req = KubeRequest {
         method,
         uri,
         headers,
@@ -327,15 +328,27 @@ async fn dispatch(
             "the server could not find the requested resource",
         );
     };
-    // Bodies are JSON only: a protobuf body gets 415, and client-go then retries in JSON, as it
-    // does with servers that do not speak protobuf.
+    // Protobuf bodies (kubectl's generator commands send them) are decoded for the kinds they
+    // create; any other protobuf body gets 415.
     let content_type = req
         .headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+        .unwrap_or("")
+        .to_owned();
     if !req.body.is_empty() && content_type.starts_with("application/vnd.kubernetes.protobuf") {
-        return status(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json (got {content_type})"));
+        match protobuf::decode(&req.body) {
+            Some(json) => {
+                req.body = json.to_string().into_bytes().into();
+                req.headers.insert(
+                    "content-type",
+                    axum::http::HeaderValue::from_static("application/json"),
+                );
+            }
+            None => {
+                return status(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json (got {content_type})"));
+            }
+        }
     }
     let verb = api::verb(&req, &route);
     shared
