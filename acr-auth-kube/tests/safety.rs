@@ -369,3 +369,43 @@ async fn throttled_writes_are_counted_backed_off_and_completed() {
     assert_eq!(kube.count("create", Some("secrets")), 2 + 3);
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_webhook_configuration_is_retried_with_backoff_not_every_pass() {
+    use acr_auth_kube::webhook::WebhookSettings;
+    let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
+    let kube = FakeKube::start().await.unwrap();
+    put_config(
+        &kube,
+        json!({"watch-namespace": "all", "acr-registry-info": "- instanceId: \"\"\n",
+               "webhook-configuration": "enable: true\n"}),
+    )
+    .await;
+    // The API server refuses every create of the configuration (RBAC missing, say).
+    kube.fail_next("create", Some("mutatingwebhookconfigurations"), 1000, 403);
+    let mut s = settings(&cloud);
+    s.webhook = Some(WebhookSettings {
+        client_config: json!({"url": "https://127.0.0.1:9/mutate-serviceaccounts"}),
+        ca_pem: "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".into(),
+    });
+    let running = start_with(client(&kube, "controller"), s);
+    eventually("the first attempt", || {
+        kube.count("create", Some("mutatingwebhookconfigurations")) >= 1
+    })
+    .await;
+    // Watch churn makes many passes: namespaces keep appearing for 4 s.
+    let started = std::time::Instant::now();
+    let mut i = 0;
+    while started.elapsed() < Duration::from_secs(4) {
+        create_namespace(&kube, &format!("churn-{i}")).await;
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let attempts = kube.count("create", Some("mutatingwebhookconfigurations"));
+    // 1 s, 2 s, 4 s ... (with jitter down to half): at most 5 attempts in about 4 s.
+    assert!(
+        (2..=5).contains(&attempts),
+        "{attempts} attempts to create the configuration during {i} passes' worth of churn"
+    );
+    running.stop().await;
+}

@@ -181,6 +181,8 @@ struct Live {
     /// When the MutatingWebhookConfiguration was last compared with the cluster: it is read
     /// again every resync, so an edit or deletion by someone else is repaired.
     webhook_checked: tokio::time::Instant,
+    /// Consecutive failed MutatingWebhookConfiguration writes and when to try again.
+    webhook_retry: Option<(u32, tokio::time::Instant)>,
 }
 
 impl Live {
@@ -455,6 +457,7 @@ impl Controller {
             backoff: WriteBackoff::default(),
             webhook_applied: None,
             webhook_checked: tokio::time::Instant::now(),
+            webhook_retry: None,
         };
         let mut was_leader = false;
         loop {
@@ -550,6 +553,9 @@ impl Controller {
                     next_wake = next_wake.min(tokio::time::Instant::now() + wait);
                 }
                 if let Some(t) = live.backoff.next() {
+                    next_wake = next_wake.min(t);
+                }
+                if let Some((_, t)) = live.webhook_retry {
                     next_wake = next_wake.min(t);
                 }
                 if let Some(learnt) = live.not_ours.values().min() {

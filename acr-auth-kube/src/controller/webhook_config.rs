@@ -51,6 +51,13 @@ impl Controller {
         if live.webhook_applied.as_ref() == Some(&desired) || self.settings.dry_run {
             return;
         }
+        // After a failure, wait out the backoff (not one GET and one write per pass).
+        if live
+            .webhook_retry
+            .is_some_and(|(_, at)| tokio::time::Instant::now() < at)
+        {
+            return;
+        }
         live.webhook_checked = tokio::time::Instant::now();
         let api: Api<MutatingWebhookConfiguration> = Api::all(self.client.clone());
         let name = crate::webhook::CONFIGURATION_NAME;
@@ -89,9 +96,15 @@ impl Controller {
         }
         .await;
         match result {
-            Ok(()) => live.webhook_applied = Some(desired),
+            Ok(()) => {
+                live.webhook_applied = Some(desired);
+                live.webhook_retry = None;
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "could not update the MutatingWebhookConfiguration; will retry")
+                let failures = live.webhook_retry.map_or(1, |(n, _)| n.saturating_add(1));
+                let delay = acr_auth_core::cache::FailureBackoff::CONTROLLER.delay(failures);
+                live.webhook_retry = Some((failures, tokio::time::Instant::now() + delay));
+                tracing::warn!(error = %e, failures, retry_in_ms = delay.as_millis() as u64, "could not update the MutatingWebhookConfiguration; will retry")
             }
         }
     }
