@@ -13,20 +13,6 @@ use acr_auth_testkit::FakeCloud;
 use common::*;
 use serde_json::json;
 
-fn events(kube: &FakeKube, reason: &str) -> Vec<serde_json::Value> {
-    kube.list("events.k8s.io/events", Some("kube-system"))
-        .into_iter()
-        .filter(|e| e["reason"] == reason)
-        .collect()
-}
-
-fn writes(kube: &FakeKube, resource: &str) -> usize {
-    ["create", "update", "patch", "delete"]
-        .iter()
-        .map(|v| kube.count(v, Some(resource)))
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_with_an_invalid_configmap_deletes_nothing() {
     let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();

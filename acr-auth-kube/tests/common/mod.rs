@@ -267,3 +267,19 @@ pub fn render_dir(dir: &std::path::Path) -> Vec<Value> {
 pub fn render(dir: &str) -> Vec<Value> {
     render_dir(&repo_root().join(dir))
 }
+
+/// The Events recorded in kube-system (where the ConfigMap's Events go) with `reason`.
+pub fn events(kube: &FakeKube, reason: &str) -> Vec<Value> {
+    kube.list("events.k8s.io/events", Some("kube-system"))
+        .into_iter()
+        .filter(|e| e["reason"] == reason)
+        .collect()
+}
+
+/// Every write request (create, update, patch, delete) on `resource` so far.
+pub fn writes(kube: &FakeKube, resource: &str) -> usize {
+    ["create", "update", "patch", "delete"]
+        .iter()
+        .map(|v| kube.count(v, Some(resource)))
+        .sum()
+}
