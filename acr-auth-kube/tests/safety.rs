@@ -395,3 +395,48 @@ async fn a_refused_webhook_configuration_is_retried_with_backoff_not_every_pass(
     );
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_write_error_is_paced_per_object_not_a_hot_loop() {
+    let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
+    let kube = FakeKube::start().await.unwrap();
+    create_namespace(&kube, "dev").await;
+    put_config(
+        &kube,
+        json!({"watch-namespace": "default,dev", "acr-registry-info": "- instanceId: \"\"\n"}),
+    )
+    .await;
+    // Every Secret create fails with 500, while namespaces keep changing (many passes).
+    kube.fail_next("create", Some("secrets"), 10_000, 500);
+    let running = start(&kube, &cloud);
+    let started = std::time::Instant::now();
+    let mut i = 0;
+    while started.elapsed() < Duration::from_secs(4) {
+        create_namespace(&kube, &format!("churn-{i}")).await;
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Two objects, each retried after 1 s, 2 s, 4 s ... (jitter down to half): at most 5
+    // attempts each in about 4 s, whatever the number of passes.
+    let attempts = kube.count("create", Some("secrets"));
+    assert!(
+        (2..=10).contains(&attempts),
+        "{attempts} Secret creates in 4 s for 2 namespaces"
+    );
+    // The failure is counted per attempt.
+    let metrics = running.ops.metrics.encode();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("acr_auth_writes_total{") && l.contains("result=\"api\"")),
+        "{metrics}"
+    );
+    // The API server recovers: both namespaces are served.
+    kube.clear_faults();
+    let recovered = std::time::Instant::now();
+    while !(secret_hosts(&kube, "default").is_some() && secret_hosts(&kube, "dev").is_some()) {
+        assert!(recovered.elapsed() < Duration::from_secs(30), "no recovery");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    running.stop().await;
+}

@@ -238,6 +238,15 @@ impl FakeKube {
         }
     }
 
+    /// Drops every fault not served yet.
+    pub fn clear_faults(&self) {
+        self.shared
+            .faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
     /// Ends every open watch (clients must re-watch).
     pub fn drop_watches(&self) {
         self.shared.close_watches.send_modify(|n| *n += 1);
