@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::Client;
 
-use crate::plan::Write;
+use crate::plan::{Write, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 
 /// Why a write did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -21,9 +21,15 @@ pub enum ApplyError {
         /// Name.
         name: String,
     },
-    /// The API server throttled the request (HTTP 429): the object waits out its backoff.
-    #[error("throttled by the API server (429): {0}")]
-    Throttled(String),
+    /// The API server throttled the request (HTTP 429): the object waits out its backoff, and
+    /// at least the `Retry-After` the server asked for.
+    #[error("throttled by the API server (429): {message}")]
+    Throttled {
+        /// The server's message.
+        message: String,
+        /// `details.retryAfterSeconds` of the Status, when the server gave one.
+        retry_after: Option<std::time::Duration>,
+    },
     /// The planner produced an object the API types do not accept.
     #[error("invalid object: {0}")]
     Invalid(String),
@@ -38,7 +44,7 @@ impl ApplyError {
         match self {
             ApplyError::Conflict(_) => "conflict",
             ApplyError::NotOurs { .. } => "not_ours",
-            ApplyError::Throttled(_) => "throttled",
+            ApplyError::Throttled { .. } => "throttled",
             ApplyError::Invalid(_) => "invalid",
             ApplyError::Kube(_) => "api",
         }
@@ -47,7 +53,15 @@ impl ApplyError {
 
 fn classify(e: kube::Error) -> ApplyError {
     match &e {
-        kube::Error::Api(s) if s.code == 429 => ApplyError::Throttled(s.message.clone()),
+        kube::Error::Api(s) if s.code == 429 => ApplyError::Throttled {
+            message: s.message.clone(),
+            retry_after: s
+                .details
+                .as_ref()
+                .map(|d| d.retry_after_seconds)
+                .filter(|s| *s > 0)
+                .map(|s| std::time::Duration::from_secs(u64::from(s))),
+        },
         kube::Error::Api(s) if s.is_conflict() || s.is_invalid() || s.code == 422 => {
             ApplyError::Conflict(s.message.clone())
         }
@@ -69,11 +83,22 @@ pub async fn apply(client: &Client, write: &Write) -> Result<(), ApplyError> {
             match api.create(&PostParams::default(), &obj).await {
                 Ok(_) => Ok(()),
                 Err(kube::Error::Api(s)) if s.is_already_exists() => {
-                    // The watch only sees our Secrets: an existing one of that name is someone else's.
-                    Err(ApplyError::NotOurs {
-                        namespace: namespace.clone(),
-                        name: name.clone(),
-                    })
+                    // Our watch had not seen it: either ours and the watch lags (after an
+                    // outage, or created by another replica), or someone else's.
+                    match api.get_opt(name).await {
+                        Ok(Some(existing)) if is_ours(&existing) => Err(ApplyError::Conflict(
+                            format!("Secret {namespace}/{name} already exists"),
+                        )),
+                        Ok(Some(_)) => Err(ApplyError::NotOurs {
+                            namespace: namespace.clone(),
+                            name: name.clone(),
+                        }),
+                        // Deleted meanwhile: plan again.
+                        Ok(None) => Err(ApplyError::Conflict(format!(
+                            "Secret {namespace}/{name} was deleted while being created"
+                        ))),
+                        Err(e) => Err(classify(e)),
+                    }
                 }
                 Err(e) => Err(classify(e)),
             }
@@ -129,6 +154,52 @@ pub async fn apply(client: &Client, write: &Write) -> Result<(), ApplyError> {
                 Err(e) => Err(classify(e)),
             }
         }
+    }
+}
+
+/// Whether a Secret carries our managed-by label.
+pub fn is_ours(secret: &Secret) -> bool {
+    secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY_LABEL))
+        .is_some_and(|v| v == MANAGED_BY_VALUE)
+}
+
+/// The object a write is about, as the API server has it now.
+#[derive(Debug, Clone)]
+pub enum Current {
+    /// The Secret of a Secret write (`None`: there is none).
+    Secret(Option<Box<Secret>>),
+    /// The ServiceAccount of a ServiceAccount patch (`None`: there is none).
+    ServiceAccount(Option<Box<ServiceAccount>>),
+}
+
+/// Reads the object `write` is about. After a conflict the caller plans that object again from
+/// this rather than from a watch that may lag behind the write that beat ours.
+pub async fn reread(client: &Client, write: &Write) -> Result<Current, kube::Error> {
+    match write {
+        Write::CreateSecret {
+            namespace, name, ..
+        }
+        | Write::UpdateSecret {
+            namespace, name, ..
+        }
+        | Write::DeleteSecret {
+            namespace, name, ..
+        } => Api::<Secret>::namespaced(client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map(|s| Current::Secret(s.map(Box::new))),
+        Write::PatchServiceAccount {
+            namespace,
+            service_account,
+            ..
+        } => Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+            .get_opt(service_account)
+            .await
+            .map(|s| Current::ServiceAccount(s.map(Box::new))),
     }
 }
 

@@ -6,6 +6,7 @@
 //! - [`leader`]: leader election on a Lease (one writer among replicas).
 //! - [`webhook`]: the mutating admission webhook (handler, certificates, HTTPS server).
 //! - [`ops`]: Prometheus metrics, health and readiness, and their HTTP endpoint.
+//! - [`pacing`]: a client-side rate limit and the API server's `Retry-After`, as a client layer.
 
 pub mod apply;
 pub mod cleanup;
@@ -13,6 +14,7 @@ pub mod controller;
 pub mod identity;
 pub mod leader;
 pub mod ops;
+pub mod pacing;
 pub mod plan;
 pub mod webhook;
 

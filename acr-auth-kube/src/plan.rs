@@ -612,6 +612,27 @@ pub enum Write {
 }
 
 impl Write {
+    /// `(namespace, name)` of the object the write is about: the Secret, or the
+    /// ServiceAccount of a ServiceAccount patch.
+    pub fn target(&self) -> (&str, &str) {
+        match self {
+            Write::CreateSecret {
+                namespace, name, ..
+            }
+            | Write::UpdateSecret {
+                namespace, name, ..
+            }
+            | Write::DeleteSecret {
+                namespace, name, ..
+            } => (namespace, name),
+            Write::PatchServiceAccount {
+                namespace,
+                service_account,
+                ..
+            } => (namespace, service_account),
+        }
+    }
+
     /// The Secret object a create sends (and the content an update writes, as a whole
     /// object); `None` for the other writes.
     pub fn secret(&self) -> Option<Value> {

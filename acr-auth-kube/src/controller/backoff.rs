@@ -49,7 +49,14 @@ impl WriteBackoff {
             .is_some_and(|(_, at)| now < *at)
     }
 
-    pub(super) fn failed(&mut self, write: &Write, conflict: bool) -> Duration {
+    /// Records a failure of `write`; it waits its backoff, and at least `at_least` (a
+    /// `Retry-After`). Returns the wait.
+    pub(super) fn failed(
+        &mut self,
+        write: &Write,
+        conflict: bool,
+        at_least: Option<Duration>,
+    ) -> Duration {
         let policy = if conflict {
             CONFLICT_BACKOFF
         } else {
@@ -60,7 +67,7 @@ impl WriteBackoff {
             .entry(Self::key(write))
             .or_insert((0, tokio::time::Instant::now()));
         entry.0 = entry.0.saturating_add(1);
-        let delay = policy.delay(entry.0);
+        let delay = policy.delay(entry.0).max(at_least.unwrap_or_default());
         entry.1 = tokio::time::Instant::now() + delay;
         delay
     }

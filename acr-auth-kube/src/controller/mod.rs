@@ -21,10 +21,12 @@ use tokio::sync::Notify;
 
 mod adopt;
 mod backoff;
+mod quiet;
 mod stores;
 mod webhook_config;
 
 use backoff::WriteBackoff;
+use quiet::LogLimiter;
 use stores::{
     credential_versions, namespace_info, reflect, secret_info, service_account_info, snapshot,
     trim_configmap, trim_credential_secret, watch_compact, Compact, WatchTasks,
@@ -185,6 +187,8 @@ struct Live {
     webhook_checked: tokio::time::Instant,
     /// Consecutive failed MutatingWebhookConfiguration writes and when to try again.
     webhook_retry: Option<(u32, tokio::time::Instant)>,
+    /// Failure logs, rate-limited per cause.
+    logs: LogLimiter,
 }
 
 impl Live {
@@ -391,6 +395,7 @@ impl Controller {
             webhook_applied: None,
             webhook_checked: tokio::time::Instant::now(),
             webhook_retry: None,
+            logs: LogLimiter::default(),
         };
         let mut was_leader = false;
         loop {
@@ -769,11 +774,19 @@ impl Controller {
                 let client = self.client.clone();
                 async move {
                     let outcome = apply::apply(&client, &w).await;
-                    (w, outcome)
+                    // A conflict means our view of this object is behind: read it now instead
+                    // of planning it again from a watch that may lag (after an outage, for one).
+                    let current = match &outcome {
+                        Err(ApplyError::Conflict(_)) => apply::reread(&client, &w).await.ok(),
+                        _ => None,
+                    };
+                    (w, outcome, current)
                 }
             })
             .buffer_unordered(WRITE_CONCURRENCY);
-        while let Some((write, outcome)) = outcomes.next().await {
+        // Causes that failed in this pass (for the log limiter).
+        let mut failing: BTreeSet<String> = BTreeSet::new();
+        while let Some((write, outcome, current)) = outcomes.next().await {
             self.ops
                 .metrics
                 .writes
@@ -793,8 +806,24 @@ impl Controller {
                     report.applied += 1;
                 }
                 Err(ApplyError::Conflict(m)) => {
-                    let retry_in = live.backoff.failed(&write, true);
-                    tracing::debug!(write = %apply::describe(&write), conflict = %m, retry_in_ms = retry_in.as_millis() as u64, "conflict; will re-plan");
+                    let retry_in = live.backoff.failed(&write, true, None);
+                    tracing::debug!(write = %apply::describe(&write), conflict = %m, reread = current.is_some(), retry_in_ms = retry_in.as_millis() as u64, "conflict; will re-plan from the object as it is now");
+                    match current {
+                        Some(apply::Current::Secret(s)) => {
+                            let (namespace, name) = write.target();
+                            let ours = s.filter(|s| apply::is_ours(s));
+                            secrets.put(namespace, name, ours.map(|s| secret_info(&s)));
+                        }
+                        Some(apply::Current::ServiceAccount(sa)) => {
+                            let (namespace, name) = write.target();
+                            service_accounts.put(
+                                namespace,
+                                name,
+                                sa.map(|sa| service_account_info(&sa)),
+                            );
+                        }
+                        None => {}
+                    }
                     report.conflicts += 1;
                 }
                 Err(ApplyError::NotOurs { namespace, name }) => {
@@ -810,21 +839,42 @@ impl Controller {
                         .insert((namespace, name), tokio::time::Instant::now());
                     report.failed += 1;
                 }
-                Err(ApplyError::Throttled(m)) => {
-                    let retry_in = live.backoff.failed(&write, false);
-                    // Once per pass, not once per object: a throttled pass is one episode.
-                    if report.throttled == 0 {
-                        tracing::warn!(message = %m, retry_in_ms = retry_in.as_millis() as u64, "the API server throttles our writes (429); each waits out its own backoff");
+                Err(ApplyError::Throttled {
+                    message,
+                    retry_after,
+                }) => {
+                    let retry_in = live.backoff.failed(&write, false, retry_after);
+                    // One line per episode (and window), not one per object.
+                    failing.insert("write:throttled".to_owned());
+                    if let Some(left_out) = live.logs.allow("write:throttled", now) {
+                        tracing::warn!(%message, retry_in_ms = retry_in.as_millis() as u64, similar_left_out = left_out, "the API server throttles our writes (429); each waits out its own backoff and the server's Retry-After");
                     }
                     report.throttled += 1;
                     report.failed += 1;
                 }
                 Err(e) => {
-                    let retry_in = live.backoff.failed(&write, false);
-                    tracing::warn!(write = %apply::describe(&write), error = %e, reason = e.reason(), retry_in_ms = retry_in.as_millis() as u64, "write failed; will retry");
+                    let retry_in = live.backoff.failed(&write, false, None);
+                    let cause = format!("write:{}", e.reason());
+                    let allowed = live.logs.allow(&cause, now);
+                    failing.insert(cause);
+                    if let Some(left_out) = allowed {
+                        tracing::warn!(write = %apply::describe(&write), error = %e, reason = e.reason(), retry_in_ms = retry_in.as_millis() as u64, similar_left_out = left_out, "write failed; will retry (similar failures are logged at most every 30 s)");
+                    }
                     report.failed += 1;
                 }
             }
+        }
+        // An episode ends with a pass without such failures and with no write waiting out a
+        // backoff: the next failure is logged at once.
+        let over: Vec<String> = live
+            .logs
+            .active()
+            .filter(|c| report.deferred == 0 && c.starts_with("write:") && !failing.contains(*c))
+            .map(str::to_owned)
+            .collect();
+        for cause in over {
+            let left_out = live.logs.recovered(&cause);
+            tracing::info!(%cause, similar_left_out = left_out, "writes succeed again");
         }
         report
     }

@@ -14,6 +14,7 @@ use kube::runtime::watcher::{self, Config as WatchConfig};
 use kube::runtime::WatchStreamExt as _;
 use tokio::sync::Notify;
 
+use super::quiet::LogLimiter;
 use crate::plan::{
     ClusterSnapshot, NamespaceInfo, SecretInfo, ServiceAccountInfo, SKIP_ANNOTATION,
 };
@@ -49,13 +50,16 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (reader, writer) = reflector::store();
+    let kind = K::kind(&Default::default()).into_owned();
     let watch = watcher::watcher(api, config).default_backoff().modify(trim);
     let stream = reflector::reflector(writer, watch).touched_objects();
     tasks.0.push(tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
+        let mut logs = WatchLogs::new(kind);
         while let Some(item) = stream.next().await {
-            if let Err(e) = item {
-                tracing::warn!(error = %e, "watch error; retrying with backoff");
+            match item {
+                Err(e) => logs.failed(&e),
+                Ok(_) => logs.ok(),
             }
             trigger.notify_one();
         }
@@ -138,6 +142,17 @@ impl<T: Clone> Compact<T> {
         self.read().values().filter(|v| f(v)).count()
     }
 
+    /// Puts what a read of `namespace/name` returned (`None`: it is gone), ahead of the watch.
+    /// The watch's own events for the object still apply when they arrive.
+    pub(super) fn put(&self, namespace: &str, name: &str, record: Option<T>) {
+        let key = (namespace.to_owned(), name.to_owned());
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        match record {
+            Some(r) => map.insert(key, r),
+            None => map.remove(&key),
+        };
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<(String, String), T>> {
         self.map.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -153,9 +168,15 @@ pub(super) fn watch_compact<K, T>(
     tasks: &mut WatchTasks,
 ) -> Compact<T>
 where
-    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + 'static,
     T: Send + Sync + 'static,
 {
+    let mut logs = WatchLogs::new(K::kind(&()).into_owned());
     let map = Arc::new(RwLock::new(HashMap::new()));
     let (ready_tx, ready) = tokio::sync::watch::channel(false);
     let key = |o: &K| {
@@ -184,21 +205,51 @@ where
                     continue;
                 }
                 Ok(watcher::Event::InitDone) => {
+                    logs.ok();
                     *write() = relist.take().unwrap_or_default();
                     ready_tx.send_replace(true);
                 }
                 Ok(watcher::Event::Apply(o)) => {
+                    logs.ok();
                     write().insert(key(&o), convert(&o));
                 }
                 Ok(watcher::Event::Delete(o)) => {
                     write().remove(&key(&o));
                 }
-                Err(e) => tracing::warn!(error = %e, "watch error; retrying with backoff"),
+                Err(e) => logs.failed(&e),
             }
             trigger.notify_one();
         }
     }));
     Compact { map, ready }
+}
+
+/// A watch's failure logs: the first of an outage at once, then one line per window.
+struct WatchLogs {
+    kind: String,
+    limiter: LogLimiter,
+}
+
+impl WatchLogs {
+    fn new(kind: String) -> Self {
+        Self {
+            kind,
+            limiter: LogLimiter::default(),
+        }
+    }
+
+    fn failed(&mut self, e: &watcher::Error) {
+        if let Some(left_out) = self.limiter.allow("watch", tokio::time::Instant::now()) {
+            tracing::warn!(kind = %self.kind, error = %e, similar_left_out = left_out, "watch error; retrying with backoff (logged at most every 30 s)");
+        }
+    }
+
+    fn ok(&mut self) {
+        if self.limiter.active().next().is_some() {
+            let left_out = self.limiter.recovered("watch");
+            tracing::info!(kind = %self.kind, similar_left_out = left_out, "watch works again");
+        }
+    }
 }
 
 fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {

@@ -40,6 +40,19 @@ pub async fn post(kube: &FakeKube, path: &str, body: Value) -> u16 {
         .as_u16()
 }
 
+/// A JSON merge patch of `path`, as another client of the cluster; returns the status.
+pub async fn patch(kube: &FakeKube, path: &str, body: Value) -> u16 {
+    reqwest::Client::new()
+        .patch(format!("{}{path}", kube.url()))
+        .header("content-type", "application/merge-patch+json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 pub async fn put_config(kube: &FakeKube, data: Value) {
     let current = kube.get("configmaps", "kube-system", "acr-configuration");
     let http = reqwest::Client::new();
@@ -128,6 +141,21 @@ pub fn client(kube: &FakeKube, token: &str) -> kube::Client {
     // As the binary does: the controller, not the client, retries 429s (see run.rs).
     config.default_retry = false;
     kube::Client::try_from(config).unwrap()
+}
+
+/// Like [`client`], with the binary's pacing layer (`Retry-After`, optional rate limit).
+pub fn paced_client(
+    kube: &FakeKube,
+    token: &str,
+    limit: Option<acr_auth_kube::pacing::RateLimit>,
+) -> kube::Client {
+    let mut config = kube::Config::new(kube.url().parse().unwrap());
+    config.auth_info.token = Some(token.to_owned().into());
+    config.default_retry = false;
+    kube::client::ClientBuilder::try_from(config)
+        .unwrap()
+        .with_layer(&acr_auth_kube::pacing::PacingLayer::new(limit))
+        .build()
 }
 
 /// Starts the controller with [`settings`].

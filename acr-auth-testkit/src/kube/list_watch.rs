@@ -137,6 +137,7 @@ pub(crate) fn watch(
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
     let mut changed = shared.changed.subscribe();
     let mut closed = shared.close_watches.subscribe();
+    let mut paused = shared.watches_paused.subscribe();
     let selects = move |obj: &Value| {
         namespace
             .as_ref()
@@ -187,6 +188,14 @@ pub(crate) fn watch(
             }
         };
         loop {
+            // A paused (lagging) watch sends nothing, bookmarks included, until resumed.
+            if *paused.borrow_and_update() {
+                tokio::select! {
+                    _ = paused.wait_for(|p| !*p) => {}
+                    _ = tokio::time::sleep_until(deadline) => return,
+                    _ = closed.changed() => return,
+                }
+            }
             let (lines, gone, current_rv) = {
                 let store = shared.store();
                 if last + 1 < store.compacted_below {

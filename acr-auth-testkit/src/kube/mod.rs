@@ -52,6 +52,8 @@ pub struct RequestRecord {
     /// The user: this fake authenticates every bearer token as the user of that name
     /// (`fake-token` in [`FakeKube::kubeconfig`]); `None` without one.
     pub user: Option<String>,
+    /// When the request arrived.
+    pub at: std::time::Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +61,7 @@ struct Fault {
     verb: String,
     resource: Option<String>,
     status: u16,
+    retry_after: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -66,6 +69,8 @@ pub(crate) struct Shared {
     store: Mutex<Store>,
     changed: tokio::sync::broadcast::Sender<()>,
     close_watches: tokio::sync::watch::Sender<u64>,
+    /// While `true`, watches hold their events back.
+    watches_paused: tokio::sync::watch::Sender<bool>,
     faults: Mutex<VecDeque<Fault>>,
     requests: Mutex<Vec<RequestRecord>>,
     webhook_calls: Mutex<Vec<String>>,
@@ -132,6 +137,7 @@ impl FakeKube {
             store: Mutex::new(Store::default()),
             changed: tokio::sync::broadcast::channel(64).0,
             close_watches: tokio::sync::watch::channel(0).0,
+            watches_paused: tokio::sync::watch::channel(false).0,
             faults: Mutex::new(VecDeque::new()),
             requests: Mutex::new(Vec::new()),
             webhook_calls: Mutex::new(Vec::new()),
@@ -234,8 +240,39 @@ impl FakeKube {
                 verb: verb.to_owned(),
                 resource: resource.map(str::to_owned),
                 status,
+                retry_after: None,
             });
         }
+    }
+
+    /// The next `n` requests of `verb` on `resource` are throttled as the API server's priority
+    /// and fairness does: 429 with a `Retry-After: retry_after` header (and, as
+    /// `NewTooManyRequests` does, `details.retryAfterSeconds` in the Status).
+    pub fn throttle_next(&self, verb: &str, resource: Option<&str>, n: usize, retry_after: u32) {
+        let mut faults = self
+            .shared
+            .faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for _ in 0..n {
+            faults.push_back(Fault {
+                verb: verb.to_owned(),
+                resource: resource.map(str::to_owned),
+                status: 429,
+                retry_after: Some(retry_after),
+            });
+        }
+    }
+
+    /// Holds back every watch event until [`FakeKube::resume_watches`], as a lagging watch
+    /// cache does: writes succeed and reads see them, watchers do not (yet).
+    pub fn pause_watches(&self) {
+        self.shared.watches_paused.send_replace(true);
+    }
+
+    /// Lets held-back watch events through, in order.
+    pub fn resume_watches(&self) {
+        self.shared.watches_paused.send_replace(false);
     }
 
     /// Drops every fault not served yet.
@@ -376,6 +413,7 @@ async fn dispatch(
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .map(str::to_owned),
+            at: std::time::Instant::now(),
         });
     let fault = {
         let mut faults = shared.faults.lock().unwrap_or_else(PoisonError::into_inner);
@@ -388,6 +426,23 @@ async fn dispatch(
         pos.and_then(|p| faults.remove(p))
     };
     if let Some(f) = fault {
+        if let Some(secs) = f.retry_after {
+            let body = json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "Too many requests, please try again later.",
+                "reason": "TooManyRequests", "code": 429,
+                "details": {"retryAfterSeconds": secs},
+            });
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [
+                    ("content-type", "application/json".to_owned()),
+                    ("retry-after", secs.to_string()),
+                ],
+                body.to_string(),
+            )
+                .into_response();
+        }
         let reason = match f.status {
             409 => "Conflict",
             429 => "TooManyRequests",

@@ -9,6 +9,7 @@ use acr_auth_kube::controller::{Controller, ControllerSettings};
 use acr_auth_kube::identity::{resolve_base_identity, resolve_region};
 use acr_auth_kube::leader::LeaseSettings;
 use acr_auth_kube::ops::serve;
+use acr_auth_kube::pacing::{PacingLayer, RateLimit};
 use acr_auth_kube::webhook::{self, WebhookCertificate, WebhookSettings};
 use clap::Args;
 
@@ -62,6 +63,39 @@ pub struct RunArgs {
     /// Call the webhook at this URL instead of through the Service (outside a cluster).
     #[arg(long)]
     webhook_url: Option<String>,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// How the controller paces its requests to the API server.
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// Client-side limit on requests to the API server, per second on average (as client-go's
+    /// `--kube-api-qps`). Off by default: the controller's writes are already bounded (16 at
+    /// once, per-object backoff) and the server's `Retry-After` is always honoured.
+    #[arg(long, env = "ACR_AUTH_KUBE_API_QPS", value_parser = parse_qps)]
+    kube_api_qps: Option<f64>,
+    /// Requests allowed at once above `--kube-api-qps` (default: twice the rate, at least 1).
+    #[arg(long, env = "ACR_AUTH_KUBE_API_BURST", requires = "kube_api_qps")]
+    kube_api_burst: Option<u32>,
+}
+
+fn parse_qps(s: &str) -> Result<f64, String> {
+    let qps: f64 = s.parse().map_err(|e| format!("not a number: {e}"))?;
+    RateLimit::new(qps, 1)?;
+    Ok(qps)
+}
+
+impl ApiArgs {
+    fn rate_limit(&self) -> Result<Option<RateLimit>, String> {
+        let Some(qps) = self.kube_api_qps else {
+            return Ok(None);
+        };
+        let burst = self
+            .kube_api_burst
+            .unwrap_or_else(|| ((qps * 2.0).ceil() as u32).max(1));
+        RateLimit::new(qps, burst).map(Some)
+    }
 }
 
 /// The webhook's certificate and where the API server reaches it.
@@ -156,19 +190,29 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-async fn client() -> Result<kube::Client, String> {
+async fn client(limit: Option<RateLimit>) -> Result<kube::Client, String> {
     let mut config = kube::Config::infer().await.map_err(|e| {
         format!("cannot reach the cluster (KUBECONFIG, ~/.kube/config or in-cluster): {e}")
     })?;
     // The controller paces its own retries per object (and logs and counts 429s); the client's
     // built-in retry of 429/503 would hide throttling and hold a pass for tens of seconds.
     config.default_retry = false;
-    kube::Client::try_from(config).map_err(|e| format!("cannot build the cluster client: {e}"))
+    if let Some(l) = limit {
+        tracing::info!(
+            qps = l.qps(),
+            burst = l.burst(),
+            "client-side API request limit"
+        );
+    }
+    // Every request waits for the rate limit (if any) and for the server's Retry-After.
+    let builder = kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| format!("cannot build the cluster client: {e}"))?;
+    Ok(builder.with_layer(&PacingLayer::new(limit)).build())
 }
 
 pub async fn run(args: RunArgs) -> Result<(), String> {
     let shutdown = shutdown_signal();
-    let client = client().await?;
+    let client = client(args.api.rate_limit()?).await?;
     let env = ProviderEnv::process();
     let region = resolve_region(args.region.clone(), &env)
         .await
@@ -253,7 +297,7 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
 }
 
 pub async fn cleanup(args: CleanupArgs) -> Result<(), String> {
-    let client = client().await?;
+    let client = client(None).await?;
     let report = acr_auth_kube::cleanup::cleanup(&client, args.dry_run)
         .await
         .map_err(|e| e.to_string())?;
