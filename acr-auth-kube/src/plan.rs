@@ -436,6 +436,9 @@ pub struct SecretInfo {
     /// are ever deleted by the planner: other Secrets with our label (the webhook certificate)
     /// are not written by it and never pruned.
     pub pull_secret: bool,
+    /// [`registries_shape`] of its [`REGISTRIES_ANNOTATION`]: which registries and hosts it
+    /// holds, without their expiry.
+    pub registries_shape: Option<[u8; 32]>,
 }
 
 impl SecretInfo {
@@ -460,8 +463,32 @@ impl SecretInfo {
             has_annotations: annotations.is_some_and(|a| !a.is_empty()),
             expires_annotation: annotations.and_then(|a| a.get(EXPIRES_ANNOTATION)).cloned(),
             pull_secret: secret.type_.as_deref() == Some(PULL_SECRET_TYPE),
+            registries_shape: annotations
+                .and_then(|a| a.get(REGISTRIES_ANNOTATION))
+                .and_then(|r| registries_shape(r)),
         }
     }
+}
+
+/// A digest of which registries (sources) and hosts a [`REGISTRIES_ANNOTATION`] value names,
+/// leaving out their expiry: two Secrets with the same shape differ at most by renewed tokens.
+/// `None` when the value does not parse.
+pub fn registries_shape(annotation: &str) -> Option<[u8; 32]> {
+    use sha2::Digest as _;
+    let mut records: Vec<RegistryRecord> = serde_json::from_str(annotation).ok()?;
+    records.sort_by(|a, b| a.source.cmp(&b.source));
+    let mut h = sha2::Sha256::new();
+    for r in &records {
+        let mut hosts: Vec<&str> = r.hosts.iter().map(String::as_str).collect();
+        hosts.sort_unstable();
+        h.update(r.source.as_bytes());
+        for host in hosts {
+            h.update([0]);
+            h.update(host.as_bytes());
+        }
+        h.update([b'\n']);
+    }
+    Some(h.finalize().into())
 }
 
 /// The type of a pull Secret.
@@ -498,6 +525,11 @@ impl SecretContent {
             expires_at,
             registries: None,
         }
+    }
+
+    /// Its [`REGISTRIES_ANNOTATION`] value, if any.
+    pub fn registries(&self) -> Option<&str> {
+        self.registries.as_deref()
     }
 
     /// With the [`REGISTRIES_ANNOTATION`] value `registries` (see [`registries_record`]).

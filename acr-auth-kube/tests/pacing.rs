@@ -208,3 +208,85 @@ async fn a_create_that_finds_our_own_secret_is_a_conflict_not_a_foreign_secret()
         "{foreign:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_writes_are_spread_over_the_window_and_new_namespaces_are_not_held() {
+    let mut config = FakeCloudConfig::sample();
+    config.token_lifetime_secs = 30;
+    let cloud = FakeCloud::start(config).await.unwrap();
+    let kube = FakeKube::start().await.unwrap();
+    let names: Vec<String> = (0..20).map(|i| format!("team-{i}")).collect();
+    for ns in &names {
+        create_namespace(&kube, ns).await;
+    }
+    put_config(
+        &kube,
+        json!({"watch-namespace": "all", "expiring-threshold": "20s",
+               "acr-registry-info": "- instanceId: \"\"\n"}),
+    )
+    .await;
+    let mut s = settings(&cloud);
+    // Renewal 10 s after the first token, the old one valid 20 s more: well over 2 windows.
+    s.renewal_spread = Duration::from_secs(4);
+    let running = start_with(client(&kube, "controller"), s);
+    eventually("every namespace served", || {
+        names.iter().all(|ns| password(&kube, ns, HOST).is_some())
+    })
+    .await;
+    let first: Vec<String> = names
+        .iter()
+        .map(|ns| password(&kube, ns, HOST).unwrap())
+        .collect();
+    let patches_before = kube.count("patch", Some("secrets"));
+    let started = Instant::now();
+    while kube.count("patch", Some("secrets")) == patches_before {
+        assert!(started.elapsed() < Duration::from_secs(30), "no renewal");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A namespace created while the renewal rolls out is served at once, not in the window.
+    create_namespace(&kube, "newcomer").await;
+    let started = Instant::now();
+    while names
+        .iter()
+        .zip(&first)
+        .any(|(ns, old)| password(&kube, ns, HOST).as_ref() == Some(old))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "not every namespace renewed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let requests = controller_requests(&kube);
+    let renewals: Vec<Instant> = requests
+        .iter()
+        .filter(|r| r.verb == "patch" && r.resource == "secrets")
+        .map(|r| r.at)
+        .collect();
+    assert_eq!(renewals.len(), names.len() + 3, "one patch per Secret");
+    let span = *renewals.last().unwrap() - renewals[0];
+    assert!(
+        span >= Duration::from_millis(1500),
+        "renewals within {span:?}"
+    );
+    for (i, t) in renewals.iter().enumerate() {
+        let in_second = renewals[i..]
+            .iter()
+            .take_while(|u| **u < *t + Duration::from_secs(1))
+            .count();
+        assert!(in_second <= 14, "{in_second} renewals within a second");
+    }
+    let newcomer = requests
+        .iter()
+        .find(|r| {
+            r.verb == "create"
+                && r.resource == "secrets"
+                && r.namespace.as_deref() == Some("newcomer")
+        })
+        .expect("the newcomer's Secret");
+    assert!(
+        newcomer.at < *renewals.last().unwrap(),
+        "the new namespace waited for the renewal window"
+    );
+    running.stop().await;
+}

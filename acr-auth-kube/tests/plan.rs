@@ -82,6 +82,10 @@ fn apply(snapshot: &ClusterSnapshot, writes: &[Write]) -> ClusterSnapshot {
                     has_annotations: true,
                     expires_annotation: None,
                     pull_secret: secret["type"] == "kubernetes.io/dockerconfigjson",
+                    registries_shape: secret["metadata"]["annotations"]
+                        [acr_auth_kube::plan::REGISTRIES_ANNOTATION]
+                        .as_str()
+                        .and_then(acr_auth_kube::plan::registries_shape),
                 });
             }
             Write::UpdateSecret {

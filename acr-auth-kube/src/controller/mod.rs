@@ -22,11 +22,13 @@ use tokio::sync::Notify;
 mod adopt;
 mod backoff;
 mod quiet;
+mod spread;
 mod stores;
 mod webhook_config;
 
 use backoff::WriteBackoff;
 use quiet::LogLimiter;
+pub use spread::DEFAULT_RENEWAL_SPREAD;
 use stores::{
     credential_versions, namespace_info, reflect, secret_info, service_account_info, snapshot,
     trim_configmap, trim_credential_secret, watch_compact, Compact, WatchTasks,
@@ -72,11 +74,15 @@ pub struct ControllerSettings {
     /// MutatingWebhookConfiguration in line with `webhook-configuration` (created when
     /// enabled, updated on policy/timeout edits, deleted when disabled).
     pub webhook: Option<WebhookSettings>,
+    /// Renewal writes (a Secret whose old token stays valid for more than twice this) are
+    /// spread over this window, each namespace at its own stable offset; zero writes them at
+    /// once. New namespaces, ServiceAccounts, registries and hosts are always written at once.
+    pub renewal_spread: Duration,
 }
 
 impl ControllerSettings {
     /// `kube-system/acr-configuration`, no dry run, a 5-minute resync, no leader election, a
-    /// fixed base identity.
+    /// fixed base identity, renewals spread over [`DEFAULT_RENEWAL_SPREAD`].
     pub fn new(sources: SourceSettings) -> Self {
         Self {
             config_namespace: "kube-system".to_owned(),
@@ -87,6 +93,7 @@ impl ControllerSettings {
             leader_election: None,
             identity_refresh: None,
             webhook: None,
+            renewal_spread: DEFAULT_RENEWAL_SPREAD,
         }
     }
 }
@@ -114,6 +121,8 @@ pub struct PassReport {
     pub deferred: usize,
     /// Writes the API server throttled (429; also counted in `failed`).
     pub throttled: usize,
+    /// Renewal writes waiting for their place in the renewal window.
+    pub spread: usize,
 }
 
 /// The controller.
@@ -189,6 +198,10 @@ struct Live {
     webhook_retry: Option<(u32, tokio::time::Instant)>,
     /// Failure logs, rate-limited per cause.
     logs: LogLimiter,
+    /// The Secret content being rolled out and since when (the start of its renewal window).
+    rollout: Option<([u8; 32], tokio::time::Instant)>,
+    /// When the next spread renewal write is due.
+    spread_next: Option<tokio::time::Instant>,
 }
 
 impl Live {
@@ -396,6 +409,8 @@ impl Controller {
             webhook_checked: tokio::time::Instant::now(),
             webhook_retry: None,
             logs: LogLimiter::default(),
+            rollout: None,
+            spread_next: None,
         };
         let mut was_leader = false;
         loop {
@@ -491,6 +506,9 @@ impl Controller {
                     next_wake = next_wake.min(tokio::time::Instant::now() + wait);
                 }
                 if let Some(t) = live.backoff.next() {
+                    next_wake = next_wake.min(t);
+                }
+                if let Some(t) = live.spread_next {
                     next_wake = next_wake.min(t);
                 }
                 if let Some((_, t)) = live.webhook_retry {
@@ -726,6 +744,59 @@ impl Controller {
         record.failing = Some(message);
     }
 
+    /// Holds back the renewal writes whose place in the renewal window has not come yet.
+    fn spread_renewals(
+        &self,
+        writes: Vec<Write>,
+        secrets: &Compact<SecretInfo>,
+        live: &mut Live,
+        now: tokio::time::Instant,
+        report: &mut PassReport,
+    ) -> Vec<Write> {
+        let content = writes.iter().find_map(|w| match w {
+            Write::UpdateSecret { content, .. } => Some(content.digest()),
+            _ => None,
+        });
+        let since = match (content, live.rollout) {
+            (Some(d), Some((current, since))) if d == current => since,
+            (Some(d), _) => {
+                live.rollout = Some((d, now));
+                now
+            }
+            (None, _) => {
+                live.rollout = None;
+                now
+            }
+        };
+        let clock_now = self.settings.sources.env.clock().now();
+        let window = self.settings.renewal_spread;
+        let mut next: Option<tokio::time::Instant> = None;
+        let ready: Vec<Write> = writes
+            .into_iter()
+            .filter(|w| {
+                let (namespace, name) = w.target();
+                let existing = secrets.get(namespace, name);
+                match spread::renewal_due(w, existing.as_ref(), clock_now, since, window) {
+                    Some(due) if due > now => {
+                        next = Some(next.map_or(due, |n| n.min(due)));
+                        false
+                    }
+                    _ => true,
+                }
+            })
+            .collect();
+        report.spread = report.planned - ready.len();
+        if report.spread > 0 && since == now {
+            tracing::info!(
+                writes = report.spread,
+                window_s = window.as_secs(),
+                "spreading renewal writes over the renewal window (old tokens stay valid meanwhile)"
+            );
+        }
+        live.spread_next = next;
+        ready
+    }
+
     async fn pass(
         &self,
         namespaces: &Compact<NamespaceInfo>,
@@ -760,6 +831,7 @@ impl Controller {
         let planned: BTreeSet<String> = writes.iter().map(WriteBackoff::key).collect();
         live.backoff.retain_planned(&planned);
         let now = tokio::time::Instant::now();
+        let writes = self.spread_renewals(writes, secrets, live, now, &mut report);
         let (ready, waiting): (Vec<Write>, Vec<Write>) = writes
             .into_iter()
             .partition(|w| !live.backoff.waiting(w, now));

@@ -63,6 +63,11 @@ pub struct RunArgs {
     /// Call the webhook at this URL instead of through the Service (outside a cluster).
     #[arg(long)]
     webhook_url: Option<String>,
+    /// Spread renewal writes over this window (Go duration, `0s` to write them at once). Each
+    /// namespace renews at its own stable offset while its old token stays valid; new
+    /// namespaces, ServiceAccounts, registries and hosts are written at once.
+    #[arg(long, env = "ACR_AUTH_RENEWAL_SPREAD", default_value = "60s", value_parser = acr_auth_core::config::parse_go_duration)]
+    renewal_spread: Duration,
     #[command(flatten)]
     api: ApiArgs,
 }
@@ -253,6 +258,7 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
             )
         }),
         identity_refresh: Some(args.token_mode),
+        renewal_spread: args.renewal_spread,
     };
     let controller = Controller::new(client, settings);
     let (stop_ops, ops_stopped) = tokio::sync::oneshot::channel::<()>();

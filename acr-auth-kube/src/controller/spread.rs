@@ -1,0 +1,189 @@
+//! Spreading renewal writes over a window: when a registry's token is renewed, every namespace's
+//! Secret changes at once, but each one's old token stays valid until its own expiry. Updates
+//! that only renew are sent at a per-namespace offset within the window, so 10,000 namespaces
+//! are not one burst. Everything else (a new namespace, a new registry or host, an old token
+//! close to its expiry) is written at once.
+
+use std::time::{Duration, SystemTime};
+
+use sha2::Digest as _;
+use tokio::time::Instant;
+
+use crate::plan::{registries_shape, SecretInfo, Write};
+
+/// The default window.
+pub const DEFAULT_RENEWAL_SPREAD: Duration = Duration::from_secs(60);
+
+/// Where in the window `namespace`'s renewal goes: a stable fraction of it (the same on every
+/// pass and every replica), from a hash of the name.
+pub(super) fn offset(namespace: &str, window: Duration) -> Duration {
+    let h = sha2::Sha256::digest(namespace.as_bytes());
+    let x = u64::from_be_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]);
+    window.mul_f64(x as f64 / (u64::MAX as f64 + 1.0))
+}
+
+/// When an update may go: `None` to write at once, `Some(t)` when it only renews the tokens
+/// of `existing` (same registries and hosts) whose old credentials stay valid for more than
+/// twice the window from `now`; `t` is `since` (when this content was first planned) plus the
+/// namespace's offset.
+pub(super) fn renewal_due(
+    write: &Write,
+    existing: Option<&SecretInfo>,
+    now: SystemTime,
+    since: Instant,
+    window: Duration,
+) -> Option<Instant> {
+    if window.is_zero() {
+        return None;
+    }
+    let Write::UpdateSecret {
+        namespace, content, ..
+    } = write
+    else {
+        return None;
+    };
+    let existing = existing?;
+    let new_shape = content.registries().and_then(registries_shape)?;
+    if existing.registries_shape != Some(new_shape) {
+        return None;
+    }
+    let old_expiry = existing
+        .expires_annotation
+        .as_deref()
+        .and_then(acr_auth_core::time::parse_iso8601)?;
+    if old_expiry.duration_since(now).unwrap_or_default() <= window * 2 {
+        return None;
+    }
+    Some(since + offset(namespace, window))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::plan::{RegistryRecord, SecretContent};
+    use acr_auth_core::docker_config::DockerConfig;
+
+    fn record(hosts: &[&str], expires: &str) -> String {
+        serde_json::to_string(&[RegistryRecord {
+            source: "s1".into(),
+            hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
+            expires_at: expires.into(),
+        }])
+        .unwrap()
+    }
+
+    fn update(ns: &str, registries: String) -> Write {
+        Write::UpdateSecret {
+            namespace: ns.into(),
+            name: "pull".into(),
+            resource_version: "1".into(),
+            content: Arc::new(
+                SecretContent::new(&DockerConfig::default(), None)
+                    .with_registries(Some(registries)),
+            ),
+            has_annotations: true,
+            expires_annotation: None,
+        }
+    }
+
+    fn existing(ns: &str, registries: &str, expires: &str) -> SecretInfo {
+        SecretInfo {
+            namespace: ns.into(),
+            name: "pull".into(),
+            managed: true,
+            expires_annotation: Some(expires.into()),
+            registries_shape: registries_shape(registries),
+            ..SecretInfo::default()
+        }
+    }
+
+    #[test]
+    fn only_renewals_of_still_valid_tokens_wait() {
+        let now = acr_auth_core::time::parse_iso8601("2026-11-30T12:00:00Z").unwrap();
+        let since = Instant::now();
+        let window = Duration::from_secs(60);
+        let old = record(&["a.example", "b.example"], "2026-11-30T12:30:00Z");
+        let renewed = record(&["b.example", "a.example"], "2026-11-30T13:30:00Z");
+        let w = update("dev", renewed.clone());
+        // Same registries and hosts (in another order), old token valid 30 min: spread.
+        let due = renewal_due(
+            &w,
+            Some(&existing("dev", &old, "2026-11-30T12:30:00Z")),
+            now,
+            since,
+            window,
+        )
+        .expect("a renewal is spread");
+        assert!(due >= since && due < since + window);
+        // The same namespace always gets the same place.
+        assert_eq!(offset("dev", window), offset("dev", window));
+        // Old token expiring within two windows: at once.
+        assert_eq!(
+            renewal_due(
+                &w,
+                Some(&existing("dev", &old, "2026-11-30T12:01:59Z")),
+                now,
+                since,
+                window
+            ),
+            None
+        );
+        // A host added: at once.
+        let grown = record(
+            &["a.example", "b.example", "c.example"],
+            "2026-11-30T13:30:00Z",
+        );
+        assert_eq!(
+            renewal_due(
+                &update("dev", grown),
+                Some(&existing("dev", &old, "2026-11-30T12:30:00Z")),
+                now,
+                since,
+                window
+            ),
+            None
+        );
+        // No record on the old Secret (written by an older version): at once.
+        assert_eq!(
+            renewal_due(
+                &w,
+                Some(&existing("dev", "not json", "2026-11-30T12:30:00Z")),
+                now,
+                since,
+                window
+            ),
+            None
+        );
+        // Spreading off.
+        assert_eq!(
+            renewal_due(
+                &w,
+                Some(&existing("dev", &old, "2026-11-30T12:30:00Z")),
+                now,
+                since,
+                Duration::ZERO
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn offsets_cover_the_window() {
+        let window = Duration::from_secs(60);
+        let offsets: Vec<Duration> = (0..1000)
+            .map(|i| offset(&format!("ns-{i}"), window))
+            .collect();
+        assert!(offsets.iter().all(|o| *o < window));
+        // Roughly uniform: every tenth of the window gets some, none gets a third.
+        for tenth in 0..10 {
+            let lo = window / 10 * tenth;
+            let n = offsets
+                .iter()
+                .filter(|o| **o >= lo && **o < lo + window / 10)
+                .count();
+            assert!((50..=333).contains(&n), "tenth {tenth}: {n}");
+        }
+    }
+}
