@@ -249,13 +249,34 @@ impl WebhookCertificate {
     }
 }
 
-/// The MutatingWebhookConfiguration for `settings`, calling `client_config` (a `service`
-/// reference in a cluster, a `url` in tests) trusted through `ca_pem`.
-pub fn configuration(
-    settings: &acr_auth_core::config::WebhookConfig,
-    client_config: Value,
-    ca_pem: &str,
-) -> Value {
+/// The label every namespace carries with its name (Kubernetes 1.21 and later).
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// The `namespaceSelector` that lets the API server call the webhook only where it can act:
+/// the namespaces `watch-namespace` names (or all), minus the `exclude-namespace` entries that
+/// are plain names (patterns are checked by the handler). `None`: every namespace.
+pub fn namespace_selector(config: &HelperConfig) -> Option<Value> {
+    let mut expressions = Vec::new();
+    if let acr_auth_core::config::Selection::Names(names) = &config.watch_namespaces {
+        expressions.push(json!({"key": NAMESPACE_NAME_LABEL, "operator": "In", "values": names}));
+    }
+    let excluded: Vec<&String> = config
+        .exclude_namespaces
+        .iter()
+        .filter(|g| !g.contains(['*', '?', '[']))
+        .collect();
+    if !excluded.is_empty() {
+        expressions
+            .push(json!({"key": NAMESPACE_NAME_LABEL, "operator": "NotIn", "values": excluded}));
+    }
+    (!expressions.is_empty()).then(|| json!({ "matchExpressions": expressions }))
+}
+
+/// The MutatingWebhookConfiguration for `config` (its `webhook-configuration`, and a
+/// [`namespace_selector`] from its namespaces), calling `client_config` (a `service` reference
+/// in a cluster, a `url` in tests) trusted through `ca_pem`.
+pub fn configuration(config: &HelperConfig, client_config: Value, ca_pem: &str) -> Value {
+    let settings = &config.webhook;
     let mut client_config = client_config;
     client_config["caBundle"] = json!(base64::engine::general_purpose::STANDARD.encode(ca_pem));
     json!({
@@ -276,6 +297,7 @@ pub fn configuration(
             "timeoutSeconds": settings.timeout_seconds,
             "reinvocationPolicy": "Never",
             "clientConfig": client_config,
+            "namespaceSelector": namespace_selector(config).unwrap_or_else(|| json!({})),
             "rules": [{
                 "apiGroups": [""],
                 "apiVersions": ["v1"],
@@ -662,6 +684,35 @@ mod tests {
             .config
     }
 
+    #[test]
+    fn the_namespace_selector_follows_the_namespaces_served() {
+        let names = config(&[("watch-namespace", "dev,prod")]);
+        assert_eq!(
+            namespace_selector(&names),
+            Some(json!({"matchExpressions": [
+                {"key": NAMESPACE_NAME_LABEL, "operator": "In", "values": ["dev", "prod"]}]}))
+        );
+        // All namespaces but the plain-name exclusions; patterns are left to the handler.
+        let all = config(&[
+            ("watch-namespace", "all"),
+            ("exclude-namespace", "kube-system,tmp-*"),
+        ]);
+        assert_eq!(
+            namespace_selector(&all),
+            Some(json!({"matchExpressions": [
+                {"key": NAMESPACE_NAME_LABEL, "operator": "NotIn", "values": ["kube-system"]}]}))
+        );
+        assert_eq!(
+            namespace_selector(&config(&[("watch-namespace", "all")])),
+            None
+        );
+        let c = configuration(&all, json!({"url": "https://example"}), "ca");
+        assert_eq!(
+            c["webhooks"][0]["namespaceSelector"],
+            namespace_selector(&all).unwrap()
+        );
+    }
+
     fn plain(name: &str) -> NamespaceInfo {
         NamespaceInfo {
             name: name.into(),
@@ -760,12 +811,13 @@ mod tests {
 
     #[test]
     fn the_configuration_carries_policy_timeout_and_ca() {
-        let settings = acr_auth_core::config::WebhookConfig {
+        let mut c = config(&[]);
+        c.webhook = acr_auth_core::config::WebhookConfig {
             enabled: true,
             failure_policy: FailurePolicy::Fail,
             timeout_seconds: 5,
         };
-        let v = configuration(&settings, json!({"url": "https://127.0.0.1:1/x"}), "PEM");
+        let v = configuration(&c, json!({"url": "https://127.0.0.1:1/x"}), "PEM");
         let hook = &v["webhooks"][0];
         assert_eq!(hook["failurePolicy"], "Fail");
         assert_eq!(hook["timeoutSeconds"], 5);

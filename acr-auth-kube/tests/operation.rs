@@ -483,6 +483,43 @@ async fn the_webhook_serves_new_service_accounts_and_honours_the_failure_policy(
     })
     .await;
 
+    // The API server calls it only for the namespaces it serves.
+    assert_eq!(
+        webhook_configuration(&kube).unwrap()["webhooks"][0]["namespaceSelector"],
+        json!({"matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["dev"]}]})
+    );
+    // A label someone put on the configuration survives our next update of it.
+    let status = patch(
+        &kube,
+        &format!(
+            "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{}",
+            webhook::CONFIGURATION_NAME
+        ),
+        json!({"metadata": {"labels": {"audit.example.com/owner": "platform"}}}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    put_config(
+        &kube,
+        json!({"watch-namespace": "dev,qa", "service-account": "*", "acr-registry-info": pe,
+               "webhook-configuration": "enable: true\nfailure-policy: Ignore\ntimeout-seconds: 3\n"}),
+    )
+    .await;
+    eventually("the configuration updated", || {
+        webhook_configuration(&kube).is_some_and(|c| c["webhooks"][0]["timeoutSeconds"] == 3)
+    })
+    .await;
+    let c = webhook_configuration(&kube).unwrap();
+    assert_eq!(
+        c["metadata"]["labels"]["audit.example.com/owner"],
+        "platform"
+    );
+    assert_eq!(
+        c["webhooks"][0]["namespaceSelector"]["matchExpressions"][0]["values"],
+        json!(["dev", "qa"])
+    );
+
     // Disabling the webhook removes the configuration.
     put_config(
         &kube,

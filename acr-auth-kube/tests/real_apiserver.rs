@@ -495,6 +495,10 @@ async fn the_real_api_server_calls_the_webhook_over_https_with_our_ca_bundle() {
         matches!(&refused, kube::Error::Api(s) if s.message.contains("failed calling webhook")),
         "{refused:?}"
     );
+    // Outside the namespaces it serves the API server does not call it at all
+    // (namespaceSelector): a ServiceAccount there is admitted even with the webhook down.
+    let unaffected = create(&public, json!({"metadata": {"name": "while-down"}})).await;
+    assert!(entries(&unaffected).is_empty());
     // A certificate whose SANs do not name 127.0.0.1 (signed by another CA): the API server's
     // TLS check refuses it, and Fail refuses the ServiceAccount.
     let wrong = webhook::WebhookCertificate::generate(&["wrong.example".into()], &[], now).unwrap();

@@ -17,9 +17,15 @@ fn same_webhook(
     let (c, d) = (&current["webhooks"], &desired["webhooks"]);
     let same = |f: &str| c[0][f] == d[0][f];
     c.as_array().map(Vec::len) == Some(1)
-        && ["name", "failurePolicy", "timeoutSeconds", "clientConfig"]
-            .iter()
-            .all(|f| same(f))
+        && [
+            "name",
+            "failurePolicy",
+            "timeoutSeconds",
+            "clientConfig",
+            "namespaceSelector",
+        ]
+        .iter()
+        .all(|f| same(f))
         && c[0]["rules"][0]["operations"] == d[0]["rules"][0]["operations"]
         && c[0]["rules"][0]["resources"] == d[0]["rules"][0]["resources"]
         && current["metadata"]["labels"][MANAGED_BY_LABEL] == MANAGED_BY_VALUE
@@ -40,7 +46,7 @@ impl Controller {
         };
         let desired = accepted.config.webhook.enabled.then(|| {
             crate::webhook::configuration(
-                &accepted.config.webhook,
+                &accepted.config,
                 settings.client_config.clone(),
                 &settings.ca_pem,
             )
@@ -75,6 +81,18 @@ impl Controller {
                     let mut obj: MutatingWebhookConfiguration =
                         serde_json::from_value(d.clone()).map_err(kube::Error::SerdeError)?;
                     obj.metadata.resource_version = cur.metadata.resource_version.clone();
+                    // Labels and annotations others put on it stay (ours win on our keys).
+                    for (mine, theirs) in [
+                        (&mut obj.metadata.labels, &cur.metadata.labels),
+                        (&mut obj.metadata.annotations, &cur.metadata.annotations),
+                    ] {
+                        if let Some(theirs) = theirs {
+                            let mine = mine.get_or_insert_with(Default::default);
+                            for (k, v) in theirs {
+                                mine.entry(k.clone()).or_insert_with(|| v.clone());
+                            }
+                        }
+                    }
                     api.replace(name, &kube::api::PostParams::default(), &obj).await?;
                     tracing::info!(%name, "updated the MutatingWebhookConfiguration");
                 }
