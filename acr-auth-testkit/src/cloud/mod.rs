@@ -248,6 +248,26 @@ pub(crate) struct Inner {
     pub registry_logins: HashMap<String, IssuedRegistryLogin>,
     /// metadata session token -> expiry
     pub metadata_tokens: HashMap<String, SystemTime>,
+    /// Every ACR/STS request, in order.
+    pub requests: Vec<RecordedRequest>,
+    /// STS AccessKey id -> the role it was issued for.
+    pub sts_roles: HashMap<String, String>,
+}
+
+/// An ACR or STS request the fake received, as [`FakeCloud::requests`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRequest {
+    /// `GetAuthorizationToken`, `AssumeRoleWithOIDC`, `GET /tokens`...
+    pub action: String,
+    /// Query and form parameters, decoded (without `Signature`). Holds what the client sent,
+    /// secrets included (`OIDCToken`), for tests to assert on.
+    pub params: std::collections::BTreeMap<String, String>,
+    /// The AccessKey id that signed it, when the signature was verified (`None` for anonymous
+    /// calls and failed verification).
+    pub access_key_id: Option<String>,
+    /// The role whose STS credentials signed it, when they were issued by `AssumeRole` or
+    /// `AssumeRoleWithOIDC`.
+    pub assumed_role: Option<String>,
 }
 
 #[derive(Debug)]
@@ -336,6 +356,17 @@ impl FakeCloud {
     /// `RegistryToken` for the registry token server), whatever their outcome.
     pub fn calls(&self, action: &str) -> usize {
         self.shared.lock().calls.get(action).copied().unwrap_or(0)
+    }
+
+    /// The ACR/STS requests for `action` (`None`: all), in arrival order.
+    pub fn requests(&self, action: Option<&str>) -> Vec<RecordedRequest> {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|r| action.is_none_or(|a| r.action == a))
+            .cloned()
+            .collect()
     }
 
     /// All call counts.
