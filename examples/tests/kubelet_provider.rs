@@ -78,7 +78,10 @@ fn assert_no_node_identity(cloud: &FakeCloud) {
         .into_keys()
         .filter(|k| k.starts_with("metadata:"))
         .collect();
-    assert!(metadata.is_empty(), "the node identity was read: {metadata:?}");
+    assert!(
+        metadata.is_empty(),
+        "the node identity was read: {metadata:?}"
+    );
 }
 
 #[tokio::test]
@@ -138,14 +141,22 @@ async fn flags_name_the_provider_and_map_custom_domains() {
     let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let env = with(
-        with(base_env(&cloud, dir.path()), "ALIBABA_CLOUD_ROLE_SESSION_NAME", "pull-session"),
+        with(
+            base_env(&cloud, dir.path()),
+            "ALIBABA_CLOUD_ROLE_SESSION_NAME",
+            "pull-session",
+        ),
         // The flag wins over the variable.
         "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
         "acs:ram::1:oidc-provider/other",
     );
     let arn_flag = format!("--oidc-provider-arn={PROVIDER_ARN}");
     let o = run(
-        &[&arn_flag, "--host", "Registry.Acme.Example=cri-testinstance01@cn-hangzhou"],
+        &[
+            &arn_flag,
+            "--host",
+            "Registry.Acme.Example=cri-testinstance01@cn-hangzhou",
+        ],
         &sa_request(
             "registry.acme.example/team/app:1",
             TOKEN,
@@ -156,13 +167,20 @@ async fn flags_name_the_provider_and_map_custom_domains() {
     .await;
     assert!(o.status.success(), "{}", stderr(&o));
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(v["auth"]["registry.acme.example"]["username"], "temp_user_cr");
+    assert_eq!(
+        v["auth"]["registry.acme.example"]["username"],
+        "temp_user_cr"
+    );
     let sts = cloud.requests(Some("AssumeRoleWithOIDC"));
     assert_eq!(sts[0].params["OIDCProviderArn"], PROVIDER_ARN);
     assert_eq!(sts[0].params["RoleSessionName"], "pull-session");
     let token_calls = cloud.requests(Some("GetAuthorizationToken"));
     assert_eq!(token_calls[0].params["InstanceId"], "cri-testinstance01");
-    assert_eq!(cloud.calls("ListInstance"), 0, "the mapping names the instance");
+    assert_eq!(
+        cloud.calls("ListInstance"),
+        0,
+        "the mapping names the instance"
+    );
 
     // The same mapping from a file, in node mode (AccessKey from the environment).
     let file = dir.path().join("hosts.json");
@@ -172,7 +190,11 @@ async fn flags_name_the_provider_and_map_custom_domains() {
     )
     .unwrap();
     let node_env = with(
-        with(base_env(&cloud, dir.path()), "ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAItestkey"),
+        with(
+            base_env(&cloud, dir.path()),
+            "ALIBABA_CLOUD_ACCESS_KEY_ID",
+            "LTAItestkey",
+        ),
         "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
         "test-secret",
     );
@@ -186,7 +208,10 @@ async fn flags_name_the_provider_and_map_custom_domains() {
     .await;
     assert!(o.status.success(), "{}", stderr(&o));
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(v["auth"]["registry.acme.example"]["username"], "temp_user_cr");
+    assert_eq!(
+        v["auth"]["registry.acme.example"]["username"],
+        "temp_user_cr"
+    );
     let last = cloud.requests(Some("GetAuthorizationToken")).pop().unwrap();
     assert_eq!(last.access_key_id.as_deref(), Some("LTAItestkey"));
 
@@ -242,7 +267,11 @@ async fn bad_requests_fail_clearly_without_the_token() {
     let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let base = base_env(&cloud, dir.path());
-    let with_arn = with(base.clone(), "ALIBABA_CLOUD_OIDC_PROVIDER_ARN", PROVIDER_ARN);
+    let with_arn = with(
+        base.clone(),
+        "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+        PROVIDER_ARN,
+    );
     let cases: Vec<(Vec<(String, String)>, String, &str)> = vec![
         // A token without the role annotation: never the node identity.
         (
@@ -294,7 +323,9 @@ async fn bad_requests_fail_clearly_without_the_token() {
         ),
         (
             with_arn.clone(),
-            format!(r#"{{"apiVersion": "credentialprovider.kubelet.k8s.io/v1", "kind": "CredentialProviderRequest", "image": "x/y", "serviceAccountToken": "{TOKEN}""#),
+            format!(
+                r#"{{"apiVersion": "credentialprovider.kubelet.k8s.io/v1", "kind": "CredentialProviderRequest", "image": "x/y", "serviceAccountToken": "{TOKEN}""#
+            ),
             "not JSON (line 1 column",
         ),
         (
@@ -341,9 +372,15 @@ async fn bad_requests_fail_clearly_without_the_token() {
     .await;
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.contains("AuthenticationFail.OIDCToken.Invalid"), "{err}");
+    assert!(
+        err.contains("AuthenticationFail.OIDCToken.Invalid"),
+        "{err}"
+    );
     assert!(!err.contains(wrong) && stdout(&o).is_empty(), "{err}");
-    assert_eq!(cloud.requests(Some("AssumeRoleWithOIDC"))[0].params["OIDCToken"], wrong);
+    assert_eq!(
+        cloud.requests(Some("AssumeRoleWithOIDC"))[0].params["OIDCToken"],
+        wrong
+    );
     assert_eq!(cloud.calls("GetAuthorizationToken"), 0);
     assert_no_node_identity(&cloud);
 }
@@ -458,7 +495,10 @@ async fn sample_kubelet_config_parses_and_its_args_work() {
     .await;
     assert!(o.status.success(), "{}", stderr(&o));
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(v["auth"]["registry.example.com"]["username"], "temp_user_cr");
+    assert_eq!(
+        v["auth"]["registry.example.com"]["username"],
+        "temp_user_cr"
+    );
     assert_eq!(
         cloud.requests(Some("AssumeRoleWithOIDC"))[0].params["RoleArn"],
         ROLE_ARN

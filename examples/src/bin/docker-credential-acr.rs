@@ -118,7 +118,8 @@ fn cache_root() -> Option<PathBuf> {
 fn identity_key(settings: &Settings) -> String {
     let mut inputs: BTreeMap<String, String> = std::env::vars()
         .filter(|(k, _)| {
-            k.starts_with("ALIBABA_CLOUD_") || (k.starts_with("ACR_AUTH_") && k.ends_with("_ENDPOINT"))
+            k.starts_with("ALIBABA_CLOUD_")
+                || (k.starts_with("ACR_AUTH_") && k.ends_with("_ENDPOINT"))
         })
         .collect();
     if let Some(p) = &settings.profile {
@@ -142,7 +143,10 @@ fn identity_key(settings: &Settings) -> String {
     files.extend(var("ALIBABA_CLOUD_OIDC_TOKEN_FILE").map(PathBuf::from));
     for f in files {
         if let Ok(bytes) = std::fs::read(&f) {
-            inputs.insert(format!("file:{}", f.display()), format!("{:x}", Sha256::digest(bytes)));
+            inputs.insert(
+                format!("file:{}", f.display()),
+                format!("{:x}", Sha256::digest(bytes)),
+            );
         }
     }
     let mut h = Sha256::new();
