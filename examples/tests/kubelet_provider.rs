@@ -11,6 +11,9 @@ use acr_auth_testkit::{FakeCloud, FakeCloudConfig};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt as _;
 
+/// Environment variables for the plugin.
+type Env = Vec<(String, String)>;
+
 const PLUGIN: &str = env!("CARGO_BIN_EXE_acr-credential-provider");
 const TOKEN: &str = "eyJ.test-oidc-token.sig";
 const PROVIDER_ARN: &str = "acs:ram::1234567890:oidc-provider/ack-rrsa-test";
@@ -272,7 +275,7 @@ async fn bad_requests_fail_clearly_without_the_token() {
         "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
         PROVIDER_ARN,
     );
-    let cases: Vec<(Vec<(String, String)>, String, &str)> = vec![
+    let cases: Vec<(Env, String, &str)> = vec![
         // A token without the role annotation: never the node identity.
         (
             with_arn.clone(),
