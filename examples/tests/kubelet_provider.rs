@@ -507,3 +507,85 @@ async fn sample_kubelet_config_parses_and_its_args_work() {
         ROLE_ARN
     );
 }
+
+/// A real ServiceAccount token, requested from a real kube-apiserver with the audience the
+/// sample configuration asks for (as the kubelet requests it), goes to STS unchanged. Runs when
+/// `ACR_AUTH_CONTROL_PLANE_DIR` names the kube-apiserver and etcd binaries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_service_account_token_from_the_api_server() {
+    use acr_auth_testkit::control_plane::{ControlPlane, ADMIN_TOKEN};
+    use base64::Engine as _;
+    if std::env::var_os("ACR_AUTH_CONTROL_PLANE_DIR").is_none() {
+        eprintln!("skipped: ACR_AUTH_CONTROL_PLANE_DIR is not set");
+        return;
+    }
+    let plane = ControlPlane::start(&[]).await.unwrap();
+    let http = plane.http();
+    let post = |path: &str, body: Value| {
+        let req = http
+            .post(format!("{}{path}", plane.url()))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status();
+            let v: Value = r.json().await.unwrap();
+            assert!(status.is_success(), "{status}: {v}");
+            v
+        }
+    };
+    post(
+        "/api/v1/namespaces",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}}),
+    )
+    .await;
+    let sa = post(
+        "/api/v1/namespaces/team/serviceaccounts",
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+               "metadata": {"name": "puller", "annotations": {ANNOTATION: "acr-puller"}}}),
+    )
+    .await;
+    let tr = post(
+        "/api/v1/namespaces/team/serviceaccounts/puller/token",
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+               "spec": {"audiences": ["sts.aliyuncs.com"], "expirationSeconds": 3600}}),
+    )
+    .await;
+    let token = tr["status"]["token"].as_str().unwrap().to_owned();
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["aud"], json!(["sts.aliyuncs.com"]));
+    assert_eq!(claims["sub"], "system:serviceaccount:team:puller");
+
+    // STS trusts this token (the fake's stand-in for checking its signature and audience).
+    let mut config = FakeCloudConfig::sample();
+    config.oidc_providers[0].tokens.push(token.clone());
+    let cloud = FakeCloud::start(config).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let request = json!({
+        "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
+        "kind": "CredentialProviderRequest",
+        "image": EE_IMAGE,
+        "serviceAccountToken": token,
+        "serviceAccountAnnotations": {ANNOTATION: sa["metadata"]["annotations"][ANNOTATION]},
+    });
+    let o = run(
+        &[&format!("--oidc-provider-arn={PROVIDER_ARN}")],
+        &request.to_string(),
+        &base_env(&cloud, dir.path()),
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["auth"][EE_HOST]["username"], "temp_user_cr");
+    let sts = cloud.requests(Some("AssumeRoleWithOIDC"));
+    assert_eq!(sts[0].params["OIDCToken"], token);
+    assert_eq!(sts[0].params["RoleArn"], ROLE_ARN);
+    assert!(!stdout(&o).contains(&token) && !stderr(&o).contains(&token));
+    assert_no_node_identity(&cloud);
+}
