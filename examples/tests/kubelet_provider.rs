@@ -122,6 +122,7 @@ async fn service_account_token_is_exchanged_for_the_annotated_role() {
     assert_eq!(sts[0].params["OIDCToken"], TOKEN);
     assert_eq!(sts[0].params["RoleSessionName"], "acr-credential-provider");
     assert_eq!(sts[0].access_key_id, None, "anonymous");
+    assert!(!format!("{:?}", sts[0]).contains(TOKEN), "Debug redacts it");
     // Every ACR call was signed with that role's credentials.
     let acr: Vec<_> = cloud
         .requests(None)

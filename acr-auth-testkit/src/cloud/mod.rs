@@ -254,8 +254,9 @@ pub(crate) struct Inner {
     pub sts_roles: HashMap<String, String>,
 }
 
-/// An ACR or STS request the fake received, as [`FakeCloud::requests`] lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An ACR or STS request the fake received, as [`FakeCloud::requests`] lists it. `Debug` shows
+/// `OIDCToken` and `SecurityToken` as `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RecordedRequest {
     /// `GetAuthorizationToken`, `AssumeRoleWithOIDC`, `GET /tokens`...
     pub action: String,
@@ -268,6 +269,25 @@ pub struct RecordedRequest {
     /// The role whose STS credentials signed it, when they were issued by `AssumeRole` or
     /// `AssumeRoleWithOIDC`.
     pub assumed_role: Option<String>,
+}
+
+impl std::fmt::Debug for RecordedRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let params: std::collections::BTreeMap<&str, &str> = self
+            .params
+            .iter()
+            .map(|(k, v)| {
+                let secret = matches!(k.as_str(), "OIDCToken" | "SecurityToken");
+                (k.as_str(), if secret { "<redacted>" } else { v.as_str() })
+            })
+            .collect();
+        f.debug_struct("RecordedRequest")
+            .field("action", &self.action)
+            .field("params", &params)
+            .field("access_key_id", &self.access_key_id)
+            .field("assumed_role", &self.assumed_role)
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -358,7 +378,8 @@ impl FakeCloud {
         self.shared.lock().calls.get(action).copied().unwrap_or(0)
     }
 
-    /// The ACR/STS requests for `action` (`None`: all), in arrival order.
+    /// The ACR/STS requests for `action` (`None`: all), in arrival order; those answered by an
+    /// injected [`Fault`] are counted by [`FakeCloud::calls`] but not listed here.
     pub fn requests(&self, action: Option<&str>) -> Vec<RecordedRequest> {
         self.shared
             .lock()
