@@ -23,7 +23,7 @@ pub mod kube;
 
 pub use cloud::{
     AccessKeyConfig, FakeCloud, FakeCloudConfig, Fault, InstanceConfig, MetadataConfig,
-    OidcProviderConfig, RoleConfig, METADATA_FAULT_TARGET,
+    OidcProviderConfig, RecordedRequest, RoleConfig, METADATA_FAULT_TARGET,
 };
 
 /// Waits until standard input closes (the parent process went away or closed the pipe) or

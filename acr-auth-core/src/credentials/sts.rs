@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::http::{self, RetryPolicy, Timeouts};
 use crate::response::{self, field, required_str};
 use crate::sign::{sign_rpc_request, Method, RpcRequest};
+use crate::SecretString;
 
 /// Environment variable overriding every STS endpoint (a base URL).
 pub const STS_ENDPOINT_ENV: &str = "ACR_AUTH_STS_ENDPOINT";
@@ -401,13 +402,22 @@ impl ProvideCredentials for AssumeRoleProvider {
     }
 }
 
+/// Where an [`OidcProvider`] gets its OIDC token.
+#[derive(Debug, Clone)]
+enum OidcToken {
+    /// Read on every renewal (projected ServiceAccount tokens rotate).
+    File(PathBuf),
+    /// Given once (a token the kubelet handed to a credential provider plugin).
+    Inline(SecretString),
+}
+
 /// STS `AssumeRoleWithOIDC` (RRSA): anonymous, with the OIDC token read from a file on every
-/// renewal (projected ServiceAccount tokens rotate).
+/// renewal (projected ServiceAccount tokens rotate), or given inline.
 #[derive(Debug)]
 pub struct OidcProvider {
     role_arn: String,
     provider_arn: String,
-    token_file: PathBuf,
+    token: OidcToken,
     session_name: String,
     duration: Duration,
     policy: Option<String>,
@@ -421,7 +431,7 @@ pub struct OidcProvider {
 pub struct OidcBuilder {
     role_arn: String,
     provider_arn: String,
-    token_file: PathBuf,
+    token: OidcToken,
     session_name: String,
     duration: Duration,
     policy: Option<String>,
@@ -439,10 +449,41 @@ impl OidcProvider {
         provider_arn: impl Into<String>,
         token_file: impl Into<PathBuf>,
     ) -> OidcBuilder {
+        Self::builder_for(role_arn, provider_arn, OidcToken::File(token_file.into()))
+    }
+
+    /// Assume `role_arn` through the OIDC provider `provider_arn` with `token` itself (for
+    /// example the ServiceAccount token a kubelet sends its credential provider plugin). The
+    /// token is never logged or shown in errors.
+    ///
+    /// ```
+    /// use acr_auth_core::credentials::OidcProvider;
+    /// let p = OidcProvider::builder_with_token(
+    ///     "acs:ram::123:role/puller",
+    ///     "acs:ram::123:oidc-provider/ack-rrsa",
+    ///     "eyJ-secret-token",
+    /// )
+    /// .build()
+    /// .unwrap();
+    /// assert!(!format!("{p:?}").contains("eyJ-secret-token"));
+    /// ```
+    pub fn builder_with_token(
+        role_arn: impl Into<String>,
+        provider_arn: impl Into<String>,
+        token: impl Into<SecretString>,
+    ) -> OidcBuilder {
+        Self::builder_for(role_arn, provider_arn, OidcToken::Inline(token.into()))
+    }
+
+    fn builder_for(
+        role_arn: impl Into<String>,
+        provider_arn: impl Into<String>,
+        token: OidcToken,
+    ) -> OidcBuilder {
         OidcBuilder {
             role_arn: role_arn.into(),
             provider_arn: provider_arn.into(),
-            token_file: token_file.into(),
+            token,
             session_name: DEFAULT_SESSION_NAME.to_owned(),
             duration: DEFAULT_SESSION_DURATION,
             policy: None,
@@ -487,22 +528,31 @@ impl OidcProvider {
 
     async fn fetch(&self) -> Result<(Credentials, SystemTime), Error> {
         const CTX: &str = "STS AssumeRoleWithOIDC";
-        let token = self.env.read_file(&self.token_file).map_err(|e| {
-            Error::credentials(
-                CTX,
-                format!(
-                    "cannot read the OIDC token file {}: {e}",
-                    self.token_file.display()
-                ),
-            )
-        })?;
-        let token = token.trim().to_owned();
-        if token.is_empty() {
-            return Err(Error::credentials(
-                CTX,
-                format!("the OIDC token file {} is empty", self.token_file.display()),
-            ));
-        }
+        let token = match &self.token {
+            OidcToken::File(file) => {
+                let token = self.env.read_file(file).map_err(|e| {
+                    Error::credentials(
+                        CTX,
+                        format!("cannot read the OIDC token file {}: {e}", file.display()),
+                    )
+                })?;
+                let token = token.trim().to_owned();
+                if token.is_empty() {
+                    return Err(Error::credentials(
+                        CTX,
+                        format!("the OIDC token file {} is empty", file.display()),
+                    ));
+                }
+                token
+            }
+            OidcToken::Inline(token) => {
+                let token = token.expose().trim().to_owned();
+                if token.is_empty() {
+                    return Err(Error::credentials(CTX, "the OIDC token is empty"));
+                }
+                token
+            }
+        };
         let mut form = vec![
             ("RoleArn", self.role_arn.clone()),
             ("OIDCProviderArn", self.provider_arn.clone()),
@@ -547,7 +597,7 @@ impl OidcBuilder {
             cache: ExpiringCache::new(self.threshold, self.env.clock().clone()),
             role_arn: self.role_arn,
             provider_arn: self.provider_arn,
-            token_file: self.token_file,
+            token: self.token,
             session_name: self.session_name,
             duration: self.duration,
             policy: self.policy,

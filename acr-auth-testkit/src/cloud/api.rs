@@ -10,7 +10,7 @@ use serde_json::json;
 use super::verify::{self, Caller, Identified};
 use super::{
     alibaba_error, json_response, random_token, request_id, Fault, IssuedRegistryLogin, IssuedSts,
-    RawRequest, Shared,
+    RawRequest, RecordedRequest, Shared,
 };
 
 pub(crate) async fn handle(shared: &Arc<Shared>, req: RawRequest) -> Response {
@@ -32,7 +32,30 @@ pub(crate) async fn handle(shared: &Arc<Shared>, req: RawRequest) -> Response {
         Some(f) => return fault_response(&f),
         None => {}
     }
-    let caller = match verify::authenticate(shared, &req, &id) {
+    let authenticated = verify::authenticate(shared, &req, &id);
+    {
+        let mut inner = shared.lock();
+        let access_key_id = authenticated
+            .as_ref()
+            .ok()
+            .and_then(|c| c.access_key_id())
+            .map(str::to_owned);
+        let assumed_role = access_key_id
+            .as_ref()
+            .and_then(|k| inner.sts_roles.get(k).cloned());
+        inner.requests.push(RecordedRequest {
+            action: id.action.clone(),
+            params: id
+                .params
+                .iter()
+                .filter(|(k, _)| k.as_str() != "Signature")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            access_key_id,
+            assumed_role,
+        });
+    }
+    let caller = match authenticated {
         Ok(caller) => caller,
         Err(response) => return response,
     };
@@ -340,6 +363,10 @@ fn sts_response(
     lifetime: Duration,
 ) -> serde_json::Value {
     let (access_key_id, sts) = issue_sts(shared, lifetime);
+    shared
+        .lock()
+        .sts_roles
+        .insert(access_key_id.clone(), role_arn.to_owned());
     json!({
         "RequestId": request_id(),
         "AssumedRoleUser": {

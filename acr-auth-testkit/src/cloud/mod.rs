@@ -248,6 +248,46 @@ pub(crate) struct Inner {
     pub registry_logins: HashMap<String, IssuedRegistryLogin>,
     /// metadata session token -> expiry
     pub metadata_tokens: HashMap<String, SystemTime>,
+    /// Every ACR/STS request, in order.
+    pub requests: Vec<RecordedRequest>,
+    /// STS AccessKey id -> the role it was issued for.
+    pub sts_roles: HashMap<String, String>,
+}
+
+/// An ACR or STS request the fake received, as [`FakeCloud::requests`] lists it. `Debug` shows
+/// `OIDCToken` and `SecurityToken` as `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RecordedRequest {
+    /// `GetAuthorizationToken`, `AssumeRoleWithOIDC`, `GET /tokens`...
+    pub action: String,
+    /// Query and form parameters, decoded (without `Signature`). Holds what the client sent,
+    /// secrets included (`OIDCToken`), for tests to assert on.
+    pub params: std::collections::BTreeMap<String, String>,
+    /// The AccessKey id that signed it, when the signature was verified (`None` for anonymous
+    /// calls and failed verification).
+    pub access_key_id: Option<String>,
+    /// The role whose STS credentials signed it, when they were issued by `AssumeRole` or
+    /// `AssumeRoleWithOIDC`.
+    pub assumed_role: Option<String>,
+}
+
+impl std::fmt::Debug for RecordedRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let params: std::collections::BTreeMap<&str, &str> = self
+            .params
+            .iter()
+            .map(|(k, v)| {
+                let secret = matches!(k.as_str(), "OIDCToken" | "SecurityToken");
+                (k.as_str(), if secret { "<redacted>" } else { v.as_str() })
+            })
+            .collect();
+        f.debug_struct("RecordedRequest")
+            .field("action", &self.action)
+            .field("params", &params)
+            .field("access_key_id", &self.access_key_id)
+            .field("assumed_role", &self.assumed_role)
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -336,6 +376,18 @@ impl FakeCloud {
     /// `RegistryToken` for the registry token server), whatever their outcome.
     pub fn calls(&self, action: &str) -> usize {
         self.shared.lock().calls.get(action).copied().unwrap_or(0)
+    }
+
+    /// The ACR/STS requests for `action` (`None`: all), in arrival order; those answered by an
+    /// injected [`Fault`] are counted by [`FakeCloud::calls`] but not listed here.
+    pub fn requests(&self, action: Option<&str>) -> Vec<RecordedRequest> {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|r| action.is_none_or(|a| r.action == a))
+            .cloned()
+            .collect()
     }
 
     /// All call counts.
