@@ -290,3 +290,84 @@ async fn renewal_writes_are_spread_over_the_window_and_new_namespaces_are_not_he
     );
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_in_the_middle_of_a_renewal_rollout_converges_without_losing_a_namespace() {
+    let mut config = FakeCloudConfig::sample();
+    config.token_lifetime_secs = 40;
+    let cloud = FakeCloud::start(config).await.unwrap();
+    let kube = FakeKube::start().await.unwrap();
+    let names: Vec<String> = (0..20).map(|i| format!("team-{i}")).collect();
+    for ns in &names {
+        create_namespace(&kube, ns).await;
+    }
+    put_config(
+        &kube,
+        json!({"watch-namespace": "all", "expiring-threshold": "30s",
+               "acr-registry-info": "- instanceId: \"\"\n"}),
+    )
+    .await;
+    let settings = || {
+        let mut s = settings(&cloud);
+        s.renewal_spread = Duration::from_secs(4);
+        s
+    };
+    let running = start_with(client(&kube, "controller"), settings());
+    eventually("every namespace served", || {
+        names.iter().all(|ns| password(&kube, ns, HOST).is_some())
+    })
+    .await;
+    let first: Vec<String> = names
+        .iter()
+        .map(|ns| password(&kube, ns, HOST).unwrap())
+        .collect();
+    let renewed = || {
+        names
+            .iter()
+            .zip(&first)
+            .filter(|(ns, old)| password(&kube, ns, HOST).as_ref() != Some(*old))
+            .count()
+    };
+    // The renewal (10 s in) rolls out over 4 s: crash once a few namespaces have it.
+    let started = Instant::now();
+    while renewed() < 3 {
+        assert!(started.elapsed() < Duration::from_secs(30), "no renewal");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.kill().await;
+    let at_crash = renewed();
+    assert!(
+        at_crash < names.len(),
+        "the rollout was over before the crash"
+    );
+    let token_calls = || cloud.calls("GET /tokens");
+    let calls_before = token_calls();
+
+    let running = start_with(client(&kube, "controller"), settings());
+    // Every namespace ends up with one and the same valid token; none is left without.
+    let started = Instant::now();
+    loop {
+        let now: Vec<Option<String>> = names.iter().map(|ns| password(&kube, ns, HOST)).collect();
+        assert!(
+            now.iter().all(Option::is_some),
+            "a namespace lost its Secret"
+        );
+        let distinct: std::collections::BTreeSet<_> = now.iter().flatten().collect();
+        if distinct.len() == 1 && !first.contains(distinct.iter().next().unwrap()) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no convergence: {} distinct tokens",
+            distinct.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // At most one new token for the whole cluster (none when the renewed token won the vote).
+    assert!(
+        token_calls() - calls_before <= 1,
+        "{} token calls after the restart",
+        token_calls() - calls_before
+    );
+    running.stop().await;
+}
