@@ -48,7 +48,7 @@ impl Controller {
             crate::webhook::configuration(
                 &accepted.config,
                 settings.client_config.clone(),
-                &settings.ca_pem,
+                &settings.ca_bundle(),
             )
         });
         if live.webhook_checked.elapsed() >= self.settings.resync {

@@ -10,7 +10,7 @@ use acr_auth_kube::identity::{resolve_base_identity, resolve_region};
 use acr_auth_kube::leader::LeaseSettings;
 use acr_auth_kube::ops::serve;
 use acr_auth_kube::pacing::{PacingLayer, RateLimit};
-use acr_auth_kube::webhook::{self, WebhookCertificate, WebhookSettings};
+use acr_auth_kube::webhook::{self, ServerLimits, ServingCertificate, WebhookSettings};
 use clap::Args;
 
 #[derive(Debug, Args)]
@@ -103,33 +103,74 @@ impl ApiArgs {
     }
 }
 
-/// The webhook's certificate and where the API server reaches it.
+/// How often the webhook certificate (the Secret, or the mounted files) is checked.
+const CERTIFICATE_CHECK: Duration = Duration::from_secs(600);
+
+/// The webhook's certificate (kept fresh by the returned task), and where the API server
+/// reaches it.
 async fn webhook_setup(
     args: &RunArgs,
     client: &kube::Client,
     namespace: &str,
     env: &ProviderEnv,
-) -> Result<(WebhookCertificate, WebhookSettings), String> {
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<
+    (
+        ServingCertificate,
+        WebhookSettings,
+        tokio::task::JoinHandle<()>,
+    ),
+    String,
+> {
     let service = &args.webhook_service;
-    let certificate = match &args.webhook_cert_dir {
+    let stopped = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let (serving, task) = match &args.webhook_cert_dir {
         Some(dir) => {
-            let read = |f: &str| {
-                std::fs::read_to_string(dir.join(f))
-                    .map_err(|e| format!("webhook certificate {}: {e}", dir.join(f).display()))
-            };
-            WebhookCertificate::from_pem(read("ca.crt")?, read("tls.crt")?, read("tls.key")?)
-                .map_err(|e| e.to_string())?
+            let certificate = webhook::read_mounted(dir).map_err(|e| e.to_string())?;
+            let serving = ServingCertificate::new(&certificate).map_err(|e| e.to_string())?;
+            let task = tokio::spawn(webhook::keep_mounted_certificate(
+                dir.clone(),
+                serving.clone(),
+                CERTIFICATE_CHECK,
+                stopped(stop),
+            ));
+            (serving, task)
         }
         None => {
-            let dns = vec![
+            let mut dns = vec![
                 service.clone(),
                 format!("{service}.{namespace}"),
                 format!("{service}.{namespace}.svc"),
                 format!("{service}.{namespace}.svc.cluster.local"),
             ];
-            webhook::ensure_certificate(client, namespace, &dns, &[], env.clock().now())
-                .await
-                .map_err(|e| e.to_string())?
+            let mut ips = Vec::new();
+            // The certificate must name the host the API server is told to call.
+            if let Some(url) = &args.webhook_url {
+                match webhook::url_host(url)? {
+                    (Some(name), _) => dns.push(name),
+                    (_, Some(ip)) => ips.push(ip),
+                    (None, None) => {}
+                }
+            }
+            let certificate =
+                webhook::ensure_certificate(client, namespace, &dns, &ips, env.clock().now())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            let serving = ServingCertificate::new(&certificate).map_err(|e| e.to_string())?;
+            let clock = env.clock().clone();
+            let task = tokio::spawn(webhook::keep_certificate(
+                client.clone(),
+                namespace.to_owned(),
+                dns,
+                ips,
+                serving.clone(),
+                move || clock.now(),
+                CERTIFICATE_CHECK,
+                stopped(stop),
+            ));
+            (serving, task)
         }
     };
     let client_config = match &args.webhook_url {
@@ -141,9 +182,10 @@ async fn webhook_setup(
     };
     let settings = WebhookSettings {
         client_config,
-        ca_pem: certificate.ca_pem.clone(),
+        ca_pem: serving.ca_pem(),
+        serving: Some(serving.clone()),
     };
-    Ok((certificate, settings))
+    Ok((serving, settings, task))
 }
 
 /// The host name, for a replica identity outside a pod.
@@ -230,8 +272,11 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
         .lease_namespace
         .clone()
         .unwrap_or_else(|| args.config_namespace.clone());
+    let (stop_certificate, certificate_stopped) = tokio::sync::watch::channel(false);
     let webhook = match args.webhook_addr {
-        Some(_) => Some(webhook_setup(&args, &client, &own_namespace, &env).await?),
+        Some(_) => {
+            Some(webhook_setup(&args, &client, &own_namespace, &env, certificate_stopped).await?)
+        }
         None => None,
     };
     let settings = ControllerSettings {
@@ -247,7 +292,7 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
         },
         dry_run: args.dry_run,
         resync: Duration::from_secs(300),
-        webhook: webhook.as_ref().map(|(_, s)| s.clone()),
+        webhook: webhook.as_ref().map(|(_, s, _)| s.clone()),
         leader_election: args.leader_elect.then(|| {
             LeaseSettings::new(
                 own_namespace.clone(),
@@ -275,11 +320,12 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
     };
     let (stop_webhook, webhook_stopped) = tokio::sync::oneshot::channel::<()>();
     let webhook_task = match (args.webhook_addr, &webhook) {
-        (Some(addr), Some((certificate, _))) => {
-            let (_, task) = webhook::serve(
+        (Some(addr), Some((serving, _, _))) => {
+            let (_, task) = webhook::serve_certificate(
                 addr,
-                certificate,
+                serving.clone(),
                 controller.webhook_context(),
+                ServerLimits::default(),
                 async move {
                     let _ = webhook_stopped.await;
                 },
@@ -293,6 +339,10 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
     let result = controller.run(shutdown).await.map_err(|e| e.to_string());
     let _ = stop_webhook.send(());
     if let Some(t) = webhook_task {
+        let _ = t.await;
+    }
+    let _ = stop_certificate.send(true);
+    if let Some((_, _, t)) = webhook {
         let _ = t.await;
     }
     let _ = stop_ops.send(());

@@ -20,6 +20,13 @@ use serde_json::{json, Value};
 
 use crate::plan::{attach_patch, namespace_in_scope, NamespaceInfo};
 
+mod cert;
+pub use cert::{
+    ensure_certificate, keep_certificate, keep_mounted_certificate, read_mounted, url_host,
+    CertificateError, ServingCertificate, WebhookCertificate, CA_NOT_AFTER_ANNOTATION, CA_VALIDITY,
+    RENEW_BEFORE, SERVING_VALIDITY,
+};
+
 /// Name of the MutatingWebhookConfiguration (and of the webhook Service).
 pub const CONFIGURATION_NAME: &str = "aliyun-acr-credential-helper";
 /// Name of the webhook inside it.
@@ -121,132 +128,6 @@ fn patch_for(
         return None;
     }
     attach_patch(object, &config.secret_name)
-}
-
-/// A CA and the serving certificate it signed, in PEM.
-#[derive(Clone)]
-pub struct WebhookCertificate {
-    /// The CA certificate (`caBundle`, `ca.crt`).
-    pub ca_pem: String,
-    /// The serving certificate (`tls.crt`).
-    pub cert_pem: String,
-    /// The serving key (`tls.key`).
-    key_pem: String,
-}
-
-impl std::fmt::Debug for WebhookCertificate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookCertificate")
-            .field("key_pem", &"<redacted>")
-            .finish_non_exhaustive()
-    }
-}
-
-/// Why a certificate could not be made or loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum CertificateError {
-    /// Generating failed.
-    #[error("cannot generate the webhook certificate: {0}")]
-    Generate(String),
-    /// The PEM given is unusable.
-    #[error("invalid webhook certificate or key: {0}")]
-    Invalid(String),
-    /// Binding or reading failed.
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-}
-
-impl WebhookCertificate {
-    /// A new CA and a serving certificate for `dns_names` and `ips` (`<service>.<namespace>.svc`
-    /// and its short forms; `127.0.0.1` in tests), both valid for ten years from `now`.
-    pub fn generate(
-        dns_names: &[String],
-        ips: &[std::net::IpAddr],
-        now: std::time::SystemTime,
-    ) -> Result<Self, CertificateError> {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
-        let err = |e: rcgen::Error| CertificateError::Generate(e.to_string());
-        let ca_key = KeyPair::generate().map_err(err)?;
-        let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name.push(
-            DnType::CommonName,
-            "aliyun-acr-credential-helper webhook CA",
-        );
-        let not_before = time::OffsetDateTime::from(now) - time::Duration::hours(1);
-        let not_after = not_before + time::Duration::days(3650);
-        ca.not_before = not_before;
-        ca.not_after = not_after;
-        let ca_cert = ca.self_signed(&ca_key).map_err(err)?;
-        let key = KeyPair::generate().map_err(err)?;
-        let mut leaf = CertificateParams::new(dns_names.to_vec()).map_err(err)?;
-        leaf.not_before = not_before;
-        leaf.not_after = not_after;
-        for ip in ips {
-            leaf.subject_alt_names.push(SanType::IpAddress(*ip));
-        }
-        leaf.distinguished_name.push(
-            DnType::CommonName,
-            dns_names
-                .first()
-                .cloned()
-                .unwrap_or_else(|| "webhook".into()),
-        );
-        let cert = leaf.signed_by(&key, &ca_cert, &ca_key).map_err(err)?;
-        Ok(Self {
-            ca_pem: ca_cert.pem(),
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
-    }
-
-    /// A certificate from PEM (as mounted from a Secret: `ca.crt`, `tls.crt`, `tls.key`).
-    pub fn from_pem(
-        ca_pem: String,
-        cert_pem: String,
-        key_pem: String,
-    ) -> Result<Self, CertificateError> {
-        let c = Self {
-            ca_pem,
-            cert_pem,
-            key_pem,
-        };
-        c.server_config()?;
-        Ok(c)
-    }
-
-    /// The key, PEM (it is secret: store it only in a Secret).
-    pub fn key_pem(&self) -> &str {
-        &self.key_pem
-    }
-
-    /// The rustls server configuration serving this certificate.
-    pub fn server_config(&self) -> Result<rustls::ServerConfig, CertificateError> {
-        use rustls::pki_types::pem::PemObject as _;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let invalid = |e: &dyn std::fmt::Display| CertificateError::Invalid(e.to_string());
-        let certs: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
-                .collect::<Result<_, _>>()
-                .map_err(|e| invalid(&e))?;
-        if certs.is_empty() {
-            return Err(CertificateError::Invalid(
-                "no certificate in tls.crt".into(),
-            ));
-        }
-        let key =
-            PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(|e| invalid(&e))?;
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| invalid(&e))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| invalid(&e))?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(config)
-    }
 }
 
 /// The label every namespace carries with its name (Kubernetes 1.21 and later).
@@ -371,6 +252,25 @@ pub async fn serve(
 pub async fn serve_with_limits(
     addr: SocketAddr,
     certificate: &WebhookCertificate,
+    context: Arc<dyn ReviewContext>,
+    limits: ServerLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), CertificateError> {
+    serve_certificate(
+        addr,
+        ServingCertificate::new(certificate)?,
+        context,
+        limits,
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve_with_limits`] presenting a [`ServingCertificate`], which can be replaced while the
+/// server runs (see [`keep_certificate`]).
+pub async fn serve_certificate(
+    addr: SocketAddr,
+    certificate: ServingCertificate,
     context: Arc<dyn ReviewContext>,
     limits: ServerLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -529,6 +429,18 @@ pub struct WebhookSettings {
     pub client_config: Value,
     /// The CA certificate (PEM) written as `caBundle`.
     pub ca_pem: String,
+    /// The certificate the webhook server presents: when set, its CA bundle (which follows a
+    /// renewal, see [`keep_certificate`]) is written as `caBundle` instead of `ca_pem`.
+    pub serving: Option<ServingCertificate>,
+}
+
+impl WebhookSettings {
+    /// The `caBundle` to write now.
+    pub fn ca_bundle(&self) -> String {
+        self.serving
+            .as_ref()
+            .map_or_else(|| self.ca_pem.clone(), ServingCertificate::ca_pem)
+    }
 }
 
 /// The ConfigMap data last parsed, and the configuration in force.
@@ -601,59 +513,6 @@ impl ReviewContext for LiveContext {
                 name: name.to_owned(),
                 ..NamespaceInfo::default()
             })
-    }
-}
-
-/// The webhook certificate kept in Secret `namespace/CERT_SECRET`: read when it exists, else
-/// generated for `dns_names`/`ips` and stored (when another replica stores one first, that one
-/// is used).
-pub async fn ensure_certificate(
-    client: &kube::Client,
-    namespace: &str,
-    dns_names: &[String],
-    ips: &[std::net::IpAddr],
-    now: std::time::SystemTime,
-) -> Result<WebhookCertificate, CertificateError> {
-    use k8s_openapi::api::core::v1::Secret;
-    let api: kube::Api<Secret> = kube::Api::namespaced(client.clone(), namespace);
-    let api_error = |e: kube::Error| {
-        CertificateError::Generate(format!("Secret {namespace}/{CERT_SECRET}: {e}"))
-    };
-    let read = |s: &Secret| -> Result<WebhookCertificate, CertificateError> {
-        let field = |k: &str| {
-            s.data
-                .as_ref()
-                .and_then(|d| d.get(k))
-                .and_then(|b| String::from_utf8(b.0.clone()).ok())
-                .ok_or_else(|| {
-                    CertificateError::Invalid(format!(
-                        "Secret {namespace}/{CERT_SECRET} has no {k}"
-                    ))
-                })
-        };
-        WebhookCertificate::from_pem(field("ca.crt")?, field("tls.crt")?, field("tls.key")?)
-    };
-    if let Some(s) = api.get_opt(CERT_SECRET).await.map_err(api_error)? {
-        return read(&s);
-    }
-    let cert = WebhookCertificate::generate(dns_names, ips, now)?;
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": CERT_SECRET, "namespace": namespace,
-                     "labels": {crate::plan::MANAGED_BY_LABEL: crate::plan::MANAGED_BY_VALUE}},
-        "type": "kubernetes.io/tls",
-        "stringData": {"ca.crt": cert.ca_pem, "tls.crt": cert.cert_pem, "tls.key": cert.key_pem()},
-    }))
-    .map_err(|e| CertificateError::Generate(e.to_string()))?;
-    match api.create(&kube::api::PostParams::default(), &secret).await {
-        Ok(_) => {
-            tracing::info!(%namespace, name = CERT_SECRET, "generated the webhook certificate");
-            Ok(cert)
-        }
-        Err(kube::Error::Api(s)) if s.code == 409 => {
-            let s = api.get(CERT_SECRET).await.map_err(api_error)?;
-            read(&s)
-        }
-        Err(e) => Err(api_error(e)),
     }
 }
 

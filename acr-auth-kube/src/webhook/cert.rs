@@ -1,0 +1,660 @@
+//! The webhook's certificate: a CA and a serving certificate it signed, kept in one Secret that
+//! every replica shares (never pruned), re-issued before it expires or when it does not name the
+//! host the API server is told to call, and swapped into running servers without a restart.
+//!
+//! - The CA lives ten years ([`CA_VALIDITY`]) and its key is kept in the Secret (`ca.key`), so
+//!   the serving certificate ([`SERVING_VALIDITY`], one year) is re-issued by the same CA and the
+//!   `caBundle` does not change.
+//! - A serving certificate within [`RENEW_BEFORE`] of its end, or one that does not name every
+//!   host required, is re-issued ([`WebhookCertificate::renewal_reason`]).
+//! - A CA too close to its end (or a Secret without `ca.key`, from an older version) is replaced:
+//!   `ca.crt` then holds the new CA followed by the old one, so servers still presenting the old
+//!   certificate stay trusted while every replica reloads.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::core::v1::Secret;
+use serde_json::json;
+
+use super::CERT_SECRET;
+
+/// How long a generated CA is valid.
+pub const CA_VALIDITY: Duration = Duration::from_secs(3650 * 24 * 3600);
+/// How long a serving certificate is valid.
+pub const SERVING_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
+/// A serving certificate is re-issued when it ends within this.
+pub const RENEW_BEFORE: Duration = Duration::from_secs(90 * 24 * 3600);
+/// The annotation on the certificate Secret with the CA's end (RFC 3339).
+pub const CA_NOT_AFTER_ANNOTATION: &str = "acr-credential-helper.alibabacloud.com/ca-not-after";
+
+const CA_COMMON_NAME: &str = "aliyun-acr-credential-helper webhook CA";
+
+/// A CA and the serving certificate it signed, in PEM.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookCertificate {
+    /// The CA certificate(s) (`caBundle`, `ca.crt`): the current CA first, then, during a CA
+    /// rotation, the previous one.
+    pub ca_pem: String,
+    /// The serving certificate (`tls.crt`).
+    pub cert_pem: String,
+    /// The serving key (`tls.key`).
+    key_pem: String,
+    /// The CA's key (`ca.key`), when this process or the Secret has it.
+    ca_key_pem: Option<String>,
+    /// When the CA ends, when known.
+    ca_not_after: Option<SystemTime>,
+}
+
+impl std::fmt::Debug for WebhookCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookCertificate")
+            .field("key_pem", &"<redacted>")
+            .field(
+                "ca_key_pem",
+                &self.ca_key_pem.as_ref().map(|_| "<redacted>"),
+            )
+            .field("ca_not_after", &self.ca_not_after)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a certificate could not be made or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum CertificateError {
+    /// Generating failed.
+    #[error("cannot generate the webhook certificate: {0}")]
+    Generate(String),
+    /// The PEM given is unusable.
+    #[error("invalid webhook certificate or key: {0}")]
+    Invalid(String),
+    /// Binding or reading failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+fn ca_params(
+    not_before: time::OffsetDateTime,
+    not_after: time::OffsetDateTime,
+) -> rcgen::CertificateParams {
+    use rcgen::{BasicConstraints, DnType, IsCa};
+    let mut ca = rcgen::CertificateParams::default();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, CA_COMMON_NAME);
+    ca.not_before = not_before;
+    ca.not_after = not_after;
+    ca
+}
+
+fn leaf_params(
+    dns_names: &[String],
+    ips: &[std::net::IpAddr],
+    not_before: time::OffsetDateTime,
+    not_after: time::OffsetDateTime,
+) -> Result<rcgen::CertificateParams, rcgen::Error> {
+    use rcgen::{DnType, SanType};
+    let mut leaf = rcgen::CertificateParams::new(dns_names.to_vec())?;
+    leaf.not_before = not_before;
+    leaf.not_after = not_after;
+    for ip in ips {
+        leaf.subject_alt_names.push(SanType::IpAddress(*ip));
+    }
+    leaf.distinguished_name.push(
+        DnType::CommonName,
+        dns_names
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "webhook".into()),
+    );
+    Ok(leaf)
+}
+
+fn certificates(
+    pem: &str,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, CertificateError> {
+    use rustls::pki_types::pem::PemObject as _;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CertificateError::Invalid(e.to_string()))
+}
+
+impl WebhookCertificate {
+    /// A new CA ([`CA_VALIDITY`]) and a serving certificate ([`SERVING_VALIDITY`]) for
+    /// `dns_names` and `ips` (`<service>.<namespace>.svc` and its short forms; the host of
+    /// `--webhook-url`).
+    pub fn generate(
+        dns_names: &[String],
+        ips: &[std::net::IpAddr],
+        now: SystemTime,
+    ) -> Result<Self, CertificateError> {
+        let err = |e: rcgen::Error| CertificateError::Generate(e.to_string());
+        let ca_key = rcgen::KeyPair::generate().map_err(err)?;
+        let not_before = time::OffsetDateTime::from(now) - time::Duration::hours(1);
+        let ca_not_after = time::OffsetDateTime::from(now + CA_VALIDITY);
+        let ca_cert = ca_params(not_before, ca_not_after)
+            .self_signed(&ca_key)
+            .map_err(err)?;
+        let mut c = Self {
+            ca_pem: ca_cert.pem(),
+            cert_pem: String::new(),
+            key_pem: String::new(),
+            ca_key_pem: Some(ca_key.serialize_pem()),
+            ca_not_after: Some(now + CA_VALIDITY),
+        };
+        c.issue_serving(dns_names, ips, now)?;
+        Ok(c)
+    }
+
+    /// Signs a new serving certificate with this CA (whose key must be known).
+    fn issue_serving(
+        &mut self,
+        dns_names: &[String],
+        ips: &[std::net::IpAddr],
+        now: SystemTime,
+    ) -> Result<(), CertificateError> {
+        let err = |e: rcgen::Error| CertificateError::Generate(e.to_string());
+        let (Some(ca_key_pem), Some(ca_not_after)) = (&self.ca_key_pem, self.ca_not_after) else {
+            return Err(CertificateError::Generate("the CA key is not known".into()));
+        };
+        let ca_key = rcgen::KeyPair::from_pem(ca_key_pem).map_err(err)?;
+        let not_before = time::OffsetDateTime::from(now) - time::Duration::hours(1);
+        // The issuer as a certificate object: same name and key as the stored CA, which is
+        // what a signature and the chain to it depend on.
+        let issuer = ca_params(not_before, time::OffsetDateTime::from(ca_not_after))
+            .self_signed(&ca_key)
+            .map_err(err)?;
+        let key = rcgen::KeyPair::generate().map_err(err)?;
+        let not_after = (now + SERVING_VALIDITY).min(ca_not_after);
+        let cert = leaf_params(
+            dns_names,
+            ips,
+            not_before,
+            time::OffsetDateTime::from(not_after),
+        )
+        .map_err(err)?
+        .signed_by(&key, &issuer, &ca_key)
+        .map_err(err)?;
+        self.cert_pem = cert.pem();
+        self.key_pem = key.serialize_pem();
+        Ok(())
+    }
+
+    /// A certificate from PEM (as mounted from a Secret: `ca.crt`, `tls.crt`, `tls.key`).
+    pub fn from_pem(
+        ca_pem: String,
+        cert_pem: String,
+        key_pem: String,
+    ) -> Result<Self, CertificateError> {
+        let c = Self {
+            ca_pem,
+            cert_pem,
+            key_pem,
+            ca_key_pem: None,
+            ca_not_after: None,
+        };
+        c.certified_key()?;
+        Ok(c)
+    }
+
+    /// The key, PEM (it is secret: store it only in a Secret).
+    pub fn key_pem(&self) -> &str {
+        &self.key_pem
+    }
+
+    /// Whether the CA's key is known (the serving certificate can be re-issued by the same CA).
+    pub fn has_ca_key(&self) -> bool {
+        self.ca_key_pem.is_some()
+    }
+
+    fn certified_key(&self) -> Result<Arc<rustls::sign::CertifiedKey>, CertificateError> {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::PrivateKeyDer;
+        let invalid = |e: &dyn std::fmt::Display| CertificateError::Invalid(e.to_string());
+        let certs = certificates(&self.cert_pem)?;
+        if certs.is_empty() {
+            return Err(CertificateError::Invalid(
+                "no certificate in tls.crt".into(),
+            ));
+        }
+        let key =
+            PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(|e| invalid(&e))?;
+        let key = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| invalid(&e))?;
+        let certified = rustls::sign::CertifiedKey::new(certs, key);
+        certified.keys_match().map_err(|e| invalid(&e))?;
+        Ok(Arc::new(certified))
+    }
+
+    /// The rustls server configuration serving this certificate.
+    pub fn server_config(&self) -> Result<rustls::ServerConfig, CertificateError> {
+        ServingCertificate::new(self)?.server_config()
+    }
+
+    /// Why this certificate must be re-issued to serve `dns_names` and `ips` from `now`, or
+    /// `None` when it is good: it must chain to `ca.crt`, still be valid [`RENEW_BEFORE`] from
+    /// now, and name every host.
+    pub fn renewal_reason(
+        &self,
+        dns_names: &[String],
+        ips: &[std::net::IpAddr],
+        now: SystemTime,
+    ) -> Option<String> {
+        use rustls::pki_types::{ServerName, UnixTime};
+        let check = || -> Result<Option<String>, String> {
+            let leaf = certificates(&self.cert_pem).map_err(|e| e.to_string())?;
+            let leaf = leaf.first().ok_or("no certificate in tls.crt")?;
+            let cas = certificates(&self.ca_pem).map_err(|e| e.to_string())?;
+            let anchors = cas
+                .iter()
+                .map(webpki::anchor_from_trusted_cert)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("ca.crt: {e}"))?;
+            let ee = webpki::EndEntityCert::try_from(leaf).map_err(|e| format!("tls.crt: {e}"))?;
+            let at = (now + RENEW_BEFORE)
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_err(|e| e.to_string())?;
+            if let Err(e) = ee.verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                &anchors,
+                &[],
+                UnixTime::since_unix_epoch(at),
+                webpki::KeyUsage::server_auth(),
+                None,
+                None,
+            ) {
+                return Ok(Some(format!(
+                    "the serving certificate is not valid {} days from now ({e:?})",
+                    RENEW_BEFORE.as_secs() / 86400
+                )));
+            }
+            for name in dns_names {
+                let server =
+                    ServerName::try_from(name.as_str()).map_err(|e| format!("{name}: {e}"))?;
+                if ee.verify_is_valid_for_subject_name(&server).is_err() {
+                    return Ok(Some(format!(
+                        "the serving certificate does not name {name}"
+                    )));
+                }
+            }
+            for ip in ips {
+                let server = ServerName::IpAddress((*ip).into());
+                if ee.verify_is_valid_for_subject_name(&server).is_err() {
+                    return Ok(Some(format!("the serving certificate does not name {ip}")));
+                }
+            }
+            Ok(None)
+        };
+        check().unwrap_or_else(|e| Some(format!("the certificate cannot be read: {e}")))
+    }
+
+    /// A certificate that serves `dns_names` and `ips` from `now`: a new serving certificate
+    /// from the same CA when its key is known and it has at least a serving lifetime left, else
+    /// a new CA (with the old one kept after it in `ca.crt`) and serving certificate.
+    pub fn renewed(
+        &self,
+        dns_names: &[String],
+        ips: &[std::net::IpAddr],
+        now: SystemTime,
+    ) -> Result<Self, CertificateError> {
+        let ca_lasts = self
+            .ca_not_after
+            .is_some_and(|end| end > now + SERVING_VALIDITY);
+        if self.has_ca_key() && ca_lasts {
+            let mut c = self.clone();
+            c.issue_serving(dns_names, ips, now)?;
+            return Ok(c);
+        }
+        let mut c = Self::generate(dns_names, ips, now)?;
+        // The previous CA (only the first: the bundle does not grow) stays trusted while
+        // servers still present certificates it signed.
+        if let Some(previous) = pem_blocks(&self.ca_pem).into_iter().next() {
+            c.ca_pem.push_str(&previous);
+        }
+        Ok(c)
+    }
+
+    fn from_secret(s: &Secret) -> Result<Self, CertificateError> {
+        let field = |k: &str| {
+            s.data
+                .as_ref()
+                .and_then(|d| d.get(k))
+                .and_then(|b| String::from_utf8(b.0.clone()).ok())
+        };
+        let required = |k: &str| {
+            field(k).ok_or_else(|| {
+                CertificateError::Invalid(format!("Secret {CERT_SECRET} has no {k}"))
+            })
+        };
+        let mut c = Self::from_pem(
+            required("ca.crt")?,
+            required("tls.crt")?,
+            required("tls.key")?,
+        )?;
+        c.ca_key_pem = field("ca.key").filter(|k| !k.trim().is_empty());
+        c.ca_not_after = s
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(CA_NOT_AFTER_ANNOTATION))
+            .and_then(|t| acr_auth_core::time::parse_iso8601(t));
+        if c.ca_not_after.is_none() {
+            c.ca_key_pem = None;
+        }
+        Ok(c)
+    }
+
+    fn secret_body(&self, namespace: &str) -> serde_json::Value {
+        let mut data =
+            json!({"ca.crt": self.ca_pem, "tls.crt": self.cert_pem, "tls.key": self.key_pem});
+        if let Some(k) = &self.ca_key_pem {
+            data["ca.key"] = json!(k);
+        }
+        let mut annotations = serde_json::Map::new();
+        if let Some(end) = self.ca_not_after {
+            annotations.insert(
+                CA_NOT_AFTER_ANNOTATION.into(),
+                json!(acr_auth_core::time::format_iso8601(end)),
+            );
+        }
+        json!({
+            "metadata": {"name": CERT_SECRET, "namespace": namespace,
+                         "labels": {crate::plan::MANAGED_BY_LABEL: crate::plan::MANAGED_BY_VALUE},
+                         "annotations": annotations},
+            "type": "kubernetes.io/tls",
+            "stringData": data,
+        })
+    }
+}
+
+/// The PEM blocks of `pem`, each with its armour.
+fn pem_blocks(pem: &str) -> Vec<String> {
+    const END: &str = "-----END CERTIFICATE-----";
+    pem.split_inclusive(END)
+        .filter(|b| b.contains("-----BEGIN CERTIFICATE-----"))
+        .map(|b| format!("{}\n", b.trim()))
+        .collect()
+}
+
+/// The certificate a running server presents, replaceable while it runs (new handshakes get
+/// the new one). Clones share it.
+#[derive(Clone)]
+pub struct ServingCertificate {
+    current: Arc<RwLock<(WebhookCertificate, Arc<rustls::sign::CertifiedKey>)>>,
+}
+
+impl std::fmt::Debug for ServingCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServingCertificate").finish_non_exhaustive()
+    }
+}
+
+impl ServingCertificate {
+    /// Serves `certificate`.
+    pub fn new(certificate: &WebhookCertificate) -> Result<Self, CertificateError> {
+        let key = certificate.certified_key()?;
+        Ok(Self {
+            current: Arc::new(RwLock::new((certificate.clone(), key))),
+        })
+    }
+
+    /// Serves `certificate` from the next handshake on.
+    pub fn replace(&self, certificate: &WebhookCertificate) -> Result<(), CertificateError> {
+        let key = certificate.certified_key()?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = (certificate.clone(), key);
+        Ok(())
+    }
+
+    /// The certificate served now.
+    pub fn current(&self) -> WebhookCertificate {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .clone()
+    }
+
+    /// The CA bundle (`caBundle`) of the certificate served now.
+    pub fn ca_pem(&self) -> String {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .ca_pem
+            .clone()
+    }
+
+    /// A rustls server configuration that presents whatever this holds at each handshake.
+    pub fn server_config(&self) -> Result<rustls::ServerConfig, CertificateError> {
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| CertificateError::Invalid(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(self.clone()));
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ServingCertificate {
+    fn resolve(
+        &self,
+        _: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .1
+                .clone(),
+        )
+    }
+}
+
+/// The webhook certificate kept in Secret `namespace/CERT_SECRET`, good for `dns_names`/`ips`
+/// at `now`: the one found when it is; else re-issued (by the same CA when `ca.key` is there)
+/// and written back, guarded by the Secret's resourceVersion; generated and created when there
+/// is none. When another replica writes first, its certificate is read and used.
+pub async fn ensure_certificate(
+    client: &kube::Client,
+    namespace: &str,
+    dns_names: &[String],
+    ips: &[std::net::IpAddr],
+    now: SystemTime,
+) -> Result<WebhookCertificate, CertificateError> {
+    let api: kube::Api<Secret> = kube::Api::namespaced(client.clone(), namespace);
+    let api_error = |e: kube::Error| {
+        CertificateError::Generate(format!("Secret {namespace}/{CERT_SECRET}: {e}"))
+    };
+    let to_secret = |c: &WebhookCertificate| -> Result<Secret, CertificateError> {
+        serde_json::from_value(c.secret_body(namespace))
+            .map_err(|e| CertificateError::Generate(e.to_string()))
+    };
+    // A conflict means another replica wrote meanwhile: read again (a few times at most).
+    for _ in 0..5 {
+        let Some(existing) = api.get_opt(CERT_SECRET).await.map_err(api_error)? else {
+            let cert = WebhookCertificate::generate(dns_names, ips, now)?;
+            match api
+                .create(&kube::api::PostParams::default(), &to_secret(&cert)?)
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(%namespace, name = CERT_SECRET, "generated the webhook certificate");
+                    return Ok(cert);
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => continue,
+                Err(e) => return Err(api_error(e)),
+            }
+        };
+        let (renewed, reason) = match WebhookCertificate::from_secret(&existing) {
+            Ok(current) => match current.renewal_reason(dns_names, ips, now) {
+                None => return Ok(current),
+                Some(reason) => (current.renewed(dns_names, ips, now)?, reason),
+            },
+            // Unreadable (edited by hand, say): replaced by a new one.
+            Err(e) => (
+                WebhookCertificate::generate(dns_names, ips, now)?,
+                format!("the Secret is unusable: {e}"),
+            ),
+        };
+        match replace_secret(&api, &existing, &renewed, &to_secret, namespace, &reason).await? {
+            Some(c) => return Ok(c),
+            None => continue,
+        }
+    }
+    Err(CertificateError::Generate(format!(
+        "Secret {namespace}/{CERT_SECRET} kept changing while it was being renewed"
+    )))
+}
+
+/// Writes `renewed` over `existing` (guarded by its resourceVersion); `Ok(None)` on a conflict.
+async fn replace_secret(
+    api: &kube::Api<Secret>,
+    existing: &Secret,
+    renewed: &WebhookCertificate,
+    to_secret: &impl Fn(&WebhookCertificate) -> Result<Secret, CertificateError>,
+    namespace: &str,
+    reason: &str,
+) -> Result<Option<WebhookCertificate>, CertificateError> {
+    let mut secret = to_secret(renewed)?;
+    secret.metadata.resource_version = existing.metadata.resource_version.clone();
+    // Labels and annotations others put on it stay.
+    for (mine, theirs) in [
+        (&mut secret.metadata.labels, &existing.metadata.labels),
+        (
+            &mut secret.metadata.annotations,
+            &existing.metadata.annotations,
+        ),
+    ] {
+        if let Some(theirs) = theirs {
+            let mine = mine.get_or_insert_with(Default::default);
+            for (k, v) in theirs {
+                mine.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+    }
+    match api
+        .replace(CERT_SECRET, &kube::api::PostParams::default(), &secret)
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(%namespace, name = CERT_SECRET, %reason, same_ca = renewed.ca_pem.starts_with(&existing_ca_first(existing)), "renewed the webhook certificate");
+            Ok(Some(renewed.clone()))
+        }
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
+        Err(e) => Err(CertificateError::Generate(format!(
+            "Secret {namespace}/{CERT_SECRET}: {e}"
+        ))),
+    }
+}
+
+fn existing_ca_first(s: &Secret) -> String {
+    s.data
+        .as_ref()
+        .and_then(|d| d.get("ca.crt"))
+        .and_then(|b| String::from_utf8(b.0.clone()).ok())
+        .and_then(|p| pem_blocks(&p).into_iter().next())
+        .unwrap_or_default()
+}
+
+/// Keeps `serving` in line with the certificate Secret: every `interval` (and at once), the
+/// Secret is read through [`ensure_certificate`], which re-issues it when it is due (the first
+/// replica to see that writes it; the others read it), and a certificate that changed is served
+/// from the next handshake on. Runs until `shutdown`.
+pub async fn keep_certificate(
+    client: kube::Client,
+    namespace: String,
+    dns_names: Vec<String>,
+    ips: Vec<std::net::IpAddr>,
+    serving: ServingCertificate,
+    now: impl Fn() -> SystemTime + Send,
+    interval: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        match ensure_certificate(&client, &namespace, &dns_names, &ips, now()).await {
+            Ok(c) if c != serving.current() => match serving.replace(&c) {
+                Ok(()) => tracing::info!("serving the renewed webhook certificate"),
+                Err(e) => {
+                    tracing::error!(error = %e, "the renewed webhook certificate cannot be served; keeping the current one")
+                }
+            },
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not check the webhook certificate; will try again")
+            }
+        }
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// Keeps `serving` in line with certificate files mounted in `dir` (`ca.crt`, `tls.crt`,
+/// `tls.key`, as cert-manager or a mounted Secret provides them, renewed by their owner): read
+/// every `interval`; a changed, valid certificate is served from the next handshake on.
+pub async fn keep_mounted_certificate(
+    dir: std::path::PathBuf,
+    serving: ServingCertificate,
+    interval: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        match read_mounted(&dir) {
+            Ok(c) if c != serving.current() => match serving.replace(&c) {
+                Ok(()) => {
+                    tracing::info!(dir = %dir.display(), "serving the renewed webhook certificate")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the new webhook certificate cannot be served; keeping the current one")
+                }
+            },
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the mounted webhook certificate; keeping the current one")
+            }
+        }
+    }
+}
+
+/// Reads `ca.crt`, `tls.crt` and `tls.key` from `dir`.
+pub fn read_mounted(dir: &std::path::Path) -> Result<WebhookCertificate, CertificateError> {
+    let read = |f: &str| {
+        std::fs::read_to_string(dir.join(f)).map_err(|e| {
+            CertificateError::Invalid(format!(
+                "webhook certificate {}: {e}",
+                dir.join(f).display()
+            ))
+        })
+    };
+    WebhookCertificate::from_pem(read("ca.crt")?, read("tls.crt")?, read("tls.key")?)
+}
+
+/// The name a serving certificate must carry for the API server to call `url` (the host of
+/// `--webhook-url`): a DNS name or an IP address.
+pub fn url_host(url: &str) -> Result<(Option<String>, Option<std::net::IpAddr>), String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("webhook URL {url:?}: {e}"))?;
+    if uri.scheme_str() != Some("https") {
+        return Err(format!(
+            "webhook URL {url:?}: the API server calls webhooks over https only"
+        ));
+    }
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("webhook URL {url:?} has no host"))?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    Ok(match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => (None, Some(ip)),
+        Err(_) => (Some(host.to_ascii_lowercase()), None),
+    })
+}
