@@ -178,6 +178,7 @@ impl WebhookCertificate {
         ca.not_before = not_before;
         ca.not_after = not_after;
         let ca_cert = ca.self_signed(&ca_key).map_err(err)?;
+        let issuer = rcgen::Issuer::new(ca, ca_key);
         let key = KeyPair::generate().map_err(err)?;
         let mut leaf = CertificateParams::new(dns_names.to_vec()).map_err(err)?;
         leaf.not_before = not_before;
@@ -192,7 +193,7 @@ impl WebhookCertificate {
                 .cloned()
                 .unwrap_or_else(|| "webhook".into()),
         );
-        let cert = leaf.signed_by(&key, &ca_cert, &ca_key).map_err(err)?;
+        let cert = leaf.signed_by(&key, &issuer).map_err(err)?;
         Ok(Self {
             ca_pem: ca_cert.pem(),
             cert_pem: cert.pem(),

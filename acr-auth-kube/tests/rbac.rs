@@ -131,7 +131,7 @@ async fn scenario(kube: &FakeKube, cloud: &FakeCloud) {
     .await;
 
     // The AccessKey is rotated in its Secret.
-    let rotated = reqwest::Client::new()
+    let rotated = acr_auth_testkit::http_client()
         .put(format!(
             "{}/api/v1/namespaces/kube-system/secrets/alibaba-addon-secret",
             kube.url()

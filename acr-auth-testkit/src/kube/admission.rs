@@ -54,16 +54,14 @@ async fn call(hook: &Value, review: &Value, object: &Value) -> Result<Value, Str
     let client = match cached {
         Some(c) => c,
         None => {
-            let mut builder = reqwest::Client::builder()
-                .timeout(timeout)
-                .tls_built_in_root_certs(false);
+            let mut builder = crate::tls::http_client_builder().timeout(timeout);
             if !ca_bundle.is_empty() {
                 let pem = base64::engine::general_purpose::STANDARD
                     .decode(&ca_bundle)
                     .map_err(|e| format!("caBundle is not base64: {e}"))?;
                 let cert =
                     reqwest::Certificate::from_pem(&pem).map_err(|e| format!("caBundle: {e}"))?;
-                builder = builder.add_root_certificate(cert);
+                builder = builder.tls_certs_only([cert]);
             }
             let c = builder.build().map_err(|e| e.to_string())?;
             CLIENTS
