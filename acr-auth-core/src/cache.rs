@@ -16,7 +16,7 @@ use std::future::Future;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use rand::Rng as _;
+use rand::RngExt as _;
 
 use crate::error::{Error, ErrorKind};
 use crate::time::SharedClock;

@@ -1,9 +1,13 @@
 //! The HTTP layer: one reqwest client (rustls), timeouts, a response size cap, and the retry
 //! policy (capped exponential backoff with jitter).
+//!
+//! Servers are verified against the platform's trust store (`rustls-platform-verifier`): on
+//! Linux the system CA bundle, or the files named by `SSL_CERT_FILE` / `SSL_CERT_DIR` when set
+//! (as OpenSSL and curl read them); on macOS and Windows the system's own verifier.
 
 use std::time::Duration;
 
-use rand::Rng as _;
+use rand::RngExt as _;
 
 use crate::error::{Error, ErrorKind};
 
@@ -88,9 +92,30 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
+/// The client's TLS: rustls with the ring provider (passed explicitly, so that no process-wide
+/// default provider is needed or installed) and the platform verifier; HTTP/2 and HTTP/1.1.
+fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
+    use rustls_platform_verifier::BuilderVerifierExt as _;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_platform_verifier()?
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 /// Builds the shared reqwest client.
 pub(crate) fn build_client(timeouts: Timeouts) -> Result<reqwest::Client, Error> {
+    let tls = tls_config().map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            "HTTP client",
+            format!("cannot set up TLS (trusted CA certificates: the system store, or SSL_CERT_FILE / SSL_CERT_DIR): {e}"),
+        )
+    })?;
     reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
         .connect_timeout(timeouts.connect)
         .read_timeout(timeouts.read)
         .user_agent(concat!("acr-auth/", env!("CARGO_PKG_VERSION")))
@@ -167,6 +192,13 @@ fn describe_transport(e: &reqwest::Error) -> String {
     }
     if e.is_connect() {
         parts.insert(0, "connection failed".to_owned());
+    }
+    if parts.iter().any(|p| p.contains("invalid peer certificate")) {
+        parts.push(
+            "the server's certificate is not trusted (trusted CA certificates: the system store, \
+             or SSL_CERT_FILE / SSL_CERT_DIR)"
+                .to_owned(),
+        );
     }
     if parts.is_empty() {
         "request failed".to_owned()

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 use acr_auth_core::sign::{sha256_hex, Method, RoaStringToSign, RpcStringToSign, V3Signature};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use serde_json::{json, Value};
 
 const CASES_PER_SCHEME: usize = 300;

@@ -20,7 +20,7 @@ async fn the_controller_serves_converges_and_keeps_the_last_good_configuration()
         create_namespace(&kube, ns).await;
     }
     // Someone else's entry on dev/default: it must survive everything.
-    let http = reqwest::Client::new();
+    let http = acr_auth_testkit::http_client();
     let resp = http
         .patch(format!(
             "{}/api/v1/namespaces/dev/serviceaccounts/default",
@@ -216,7 +216,7 @@ async fn conflicts_and_a_concurrent_writer_never_lose_anyones_entries() {
     // Another writer keeps adding its own entries to dev/default while the controller works.
     let url = kube.url();
     let writer = tokio::spawn(async move {
-        let http = reqwest::Client::new();
+        let http = acr_auth_testkit::http_client();
         let mut added = Vec::new();
         for i in 0..20 {
             let sa: Value = http

@@ -34,7 +34,7 @@ fn original_secret(ns: &str) -> Value {
 
 async fn set_entries(kube: &FakeKube, ns: &str, entries: &[&str]) {
     let list: Vec<Value> = entries.iter().map(|n| json!({ "name": n })).collect();
-    let resp = reqwest::Client::new()
+    let resp = acr_auth_testkit::http_client()
         .patch(format!(
             "{}/api/v1/namespaces/{ns}/serviceaccounts/default",
             kube.url()
@@ -144,7 +144,7 @@ async fn the_originals_secrets_are_left_alone_until_deleted_or_labelled() {
     }
 
     // The operator deletes the original's Secret in legacy-a: ours takes its place.
-    let deleted = reqwest::Client::new()
+    let deleted = acr_auth_testkit::http_client()
         .delete(format!(
             "{}/api/v1/namespaces/legacy-a/secrets/{OURS}",
             kube.url()
@@ -178,7 +178,7 @@ async fn the_originals_secrets_are_left_alone_until_deleted_or_labelled() {
     assert_eq!(kube.get("secrets", "legacy-b", OURS).unwrap(), before[1].0);
 
     // The operator labels the original's Secret in legacy-c: ours is written into it in place.
-    let labelled = reqwest::Client::new()
+    let labelled = acr_auth_testkit::http_client()
         .patch(format!(
             "{}/api/v1/namespaces/legacy-c/secrets/{OURS}",
             kube.url()

@@ -155,7 +155,11 @@ async fn a_crashed_leader_is_replaced_once_its_lease_runs_out() {
 }
 
 async fn scrape(url: &str) -> (u16, String) {
-    let r = reqwest::get(url).await.unwrap();
+    let r = acr_auth_testkit::http_client()
+        .get(url)
+        .send()
+        .await
+        .unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
@@ -299,7 +303,7 @@ async fn a_fixed_credential_secret_is_picked_up_without_a_restart() {
     assert!(secret_hosts(&kube, "default").is_none());
 
     // Fixing the Secret is enough: the controller notices and serves.
-    let fixed = reqwest::Client::new()
+    let fixed = acr_auth_testkit::http_client()
         .put(format!(
             "{}/api/v1/namespaces/kube-system/secrets/alibaba-addon-secret",
             kube.url()
@@ -360,6 +364,7 @@ async fn the_webhook_serves_new_service_accounts_and_honours_the_failure_policy(
     s.webhook = Some(WebhookSettings {
         client_config: json!({"url": format!("https://127.0.0.1:{port}{}", webhook::PATH)}),
         ca_pem: cert.ca_pem.clone(),
+        serving: None,
     });
     // Resync often, so the repair of a deleted configuration shows quickly.
     s.resync = Duration::from_millis(500);
@@ -410,9 +415,8 @@ async fn the_webhook_serves_new_service_accounts_and_honours_the_failure_policy(
     assert!(other["imagePullSecrets"].is_null(), "{other}");
 
     // A malformed review gets HTTP 400 with the reason, and the server keeps serving.
-    let https = reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.ca_pem.as_bytes()).unwrap())
+    let https = acr_auth_testkit::http_client_builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(cert.ca_pem.as_bytes()).unwrap()])
         .build()
         .unwrap();
     let bad = https
@@ -457,7 +461,7 @@ async fn the_webhook_serves_new_service_accounts_and_honours_the_failure_policy(
     assert_eq!(status, 201);
 
     // Someone deletes the configuration: the leader puts it back at its next resync.
-    let deleted = reqwest::Client::new()
+    let deleted = acr_auth_testkit::http_client()
         .delete(format!(
             "{}/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{}",
             kube.url(),

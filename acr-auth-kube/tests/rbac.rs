@@ -97,6 +97,7 @@ async fn scenario(kube: &FakeKube, cloud: &FakeCloud) {
         client_config: json!({"service": {"name": "aliyun-acr-credential-helper",
                                           "namespace": "kube-system", "path": webhook::PATH}}),
         ca_pem: cert.ca_pem.clone(),
+        serving: None,
     });
     let running = start_with(client.clone(), s);
     eventually("dev and team served", || {
@@ -131,7 +132,7 @@ async fn scenario(kube: &FakeKube, cloud: &FakeCloud) {
     .await;
 
     // The AccessKey is rotated in its Secret.
-    let rotated = reqwest::Client::new()
+    let rotated = acr_auth_testkit::http_client()
         .put(format!(
             "{}/api/v1/namespaces/kube-system/secrets/alibaba-addon-secret",
             kube.url()

@@ -425,6 +425,7 @@ async fn the_real_api_server_calls_the_webhook_over_https_with_our_ca_bundle() {
     s.webhook = Some(WebhookSettings {
         client_config: json!({"url": format!("https://127.0.0.1:{port}{}", webhook::PATH)}),
         ca_pem: cert.ca_pem.clone(),
+        serving: None,
     });
     s.resync = Duration::from_millis(500);
     let running = start_with(as_controller.clone(), s);

@@ -373,6 +373,7 @@ async fn a_refused_webhook_configuration_is_retried_with_backoff_not_every_pass(
     s.webhook = Some(WebhookSettings {
         client_config: json!({"url": "https://127.0.0.1:9/mutate-serviceaccounts"}),
         ca_pem: "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".into(),
+        serving: None,
     });
     let running = start_with(client(&kube, "controller"), s);
     eventually("the first attempt", || {

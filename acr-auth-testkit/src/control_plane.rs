@@ -133,6 +133,7 @@ fn pki() -> Result<Pki, ControlPlaneError> {
     ca.distinguished_name
         .push(DnType::CommonName, "acr-auth test control plane CA");
     let ca_cert = ca.self_signed(&ca_key).map_err(err)?;
+    let issuer = rcgen::Issuer::new(ca, ca_key);
     let key = KeyPair::generate().map_err(err)?;
     let mut leaf = CertificateParams::new(vec![
         "localhost".to_owned(),
@@ -144,7 +145,7 @@ fn pki() -> Result<Pki, ControlPlaneError> {
         .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
     leaf.distinguished_name
         .push(DnType::CommonName, "kube-apiserver");
-    let cert = leaf.signed_by(&key, &ca_cert, &ca_key).map_err(err)?;
+    let cert = leaf.signed_by(&key, &issuer).map_err(err)?;
     // ServiceAccount tokens are signed with an ECDSA key (ES256).
     let sa = KeyPair::generate().map_err(err)?;
     Ok(Pki {
@@ -304,8 +305,8 @@ impl ControlPlane {
     /// An HTTP client that trusts the API server's CA.
     pub fn http(&self) -> reqwest::Client {
         let ca = reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).expect("our CA");
-        reqwest::Client::builder()
-            .add_root_certificate(ca)
+        crate::tls::http_client_builder()
+            .tls_certs_only([ca])
             .build()
             .expect("an HTTP client")
     }

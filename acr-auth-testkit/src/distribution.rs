@@ -66,7 +66,7 @@ impl DistributionRegistry {
             .spawn()
             .expect("start docker-registry");
         let registry = Self { child, addr, log };
-        let http = reqwest::Client::new();
+        let http = crate::tls::http_client();
         for _ in 0..100 {
             if let Ok(r) = http
                 .get(format!("http://{}/v2/", registry.addr))

@@ -20,11 +20,13 @@ pub mod cloud;
 pub mod control_plane;
 pub mod distribution;
 pub mod kube;
+pub mod tls;
 
 pub use cloud::{
     AccessKeyConfig, FakeCloud, FakeCloudConfig, Fault, InstanceConfig, MetadataConfig,
     OidcProviderConfig, RecordedRequest, RoleConfig, METADATA_FAULT_TARGET,
 };
+pub use tls::{http_client, http_client_builder, TlsFront};
 
 /// Waits until standard input closes (the parent process went away or closed the pipe) or
 /// Ctrl-C: how the `acr-fake-*` binaries know to stop, so a crashed test leaves no server behind.

@@ -41,7 +41,9 @@ fn serves_the_configured_cloud_and_stops_when_stdin_closes() {
             .build()
             .unwrap();
         rt.block_on(async {
-            reqwest::get(format!("{url}/latest/meta-data/region-id"))
+            acr_auth_testkit::http_client()
+                .get(format!("{url}/latest/meta-data/region-id"))
+                .send()
                 .await
                 .unwrap()
                 .text()

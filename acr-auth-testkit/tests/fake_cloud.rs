@@ -24,7 +24,7 @@ async fn send_rpc(
 ) -> (u16, Value) {
     let signed = sign_rpc_request(req, creds, SystemClock.now(), nonce);
     let url = format!("{}/?{}", cloud.url(), signed.query);
-    let http = reqwest::Client::new();
+    let http = acr_auth_testkit::http_client();
     let mut builder = http.request(
         reqwest::Method::from_bytes(req.method.as_str().as_bytes()).unwrap(),
         url,
@@ -59,7 +59,7 @@ async fn a_reused_nonce_is_refused() {
 #[tokio::test]
 async fn unsigned_and_tampered_requests_are_refused() {
     let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
-    let http = reqwest::Client::new();
+    let http = acr_auth_testkit::http_client();
     let resp = http
         .post(format!(
             "{}/?Action=GetAuthorizationToken&Version=2018-12-01&AccessKeyId=LTAItestkey",
@@ -200,7 +200,7 @@ async fn assume_role_with_oidc_is_anonymous_and_checks_the_token() {
 #[tokio::test]
 async fn metadata_serves_role_credentials_in_both_modes() {
     let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
-    let http = reqwest::Client::new();
+    let http = acr_auth_testkit::http_client();
     let base = format!("{}/latest", cloud.url());
     let token = http
         .put(format!("{base}/api/token"))
@@ -285,7 +285,7 @@ async fn metadata_hardened_only_requires_a_token_and_tokens_expire() {
     let cloud = FakeCloud::start_with_clock(config, Arc::new(clock.clone()))
         .await
         .unwrap();
-    let http = reqwest::Client::new();
+    let http = acr_auth_testkit::http_client();
     let url = format!("{}/latest/meta-data/ram/security-credentials/", cloud.url());
     assert_eq!(http.get(&url).send().await.unwrap().status(), 403);
     let token = http
@@ -321,7 +321,7 @@ async fn registry_token_server_only_honours_issued_unexpired_logins() {
     assert_eq!(status, 200);
     let user = body["TempUsername"].as_str().unwrap();
     let pass = body["AuthorizationToken"].as_str().unwrap();
-    let http = reqwest::Client::new();
+    let http = acr_auth_testkit::http_client();
     let realm = format!(
         "{}?service=fake-acr-registry&scope=repository:team/app:pull,push",
         cloud.registry_token_realm()

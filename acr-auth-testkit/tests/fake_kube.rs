@@ -260,7 +260,7 @@ fn secret(name: &str, labels: Value) -> Value {
 async fn resource_versions_conflicts_and_patches() {
     let kube = FakeKube::start().await.unwrap();
     let api = Api {
-        http: reqwest::Client::new(),
+        http: acr_auth_testkit::http_client(),
         base: kube.url(),
     };
     let path = "/api/v1/namespaces/default/secrets";
@@ -379,7 +379,7 @@ async fn resource_versions_conflicts_and_patches() {
 async fn lists_select_and_paginate() {
     let kube = FakeKube::start().await.unwrap();
     let api = Api {
-        http: reqwest::Client::new(),
+        http: acr_auth_testkit::http_client(),
         base: kube.url(),
     };
     for i in 0..7 {
@@ -485,7 +485,7 @@ async fn watches_replay_bookmark_expire_and_drop() {
         .await
         .unwrap();
     let api = Api {
-        http: reqwest::Client::new(),
+        http: acr_auth_testkit::http_client(),
         base: kube.url(),
     };
     let from = kube.resource_version();
@@ -578,7 +578,7 @@ async fn watches_replay_bookmark_expire_and_drop() {
 async fn faults_and_the_request_log() {
     let kube = FakeKube::start().await.unwrap();
     let api = Api {
-        http: reqwest::Client::new(),
+        http: acr_auth_testkit::http_client(),
         base: kube.url(),
     };
     kube.fail_next("create", Some("secrets"), 1, 500);
@@ -626,7 +626,7 @@ async fn admission_webhooks_time_out_and_follow_their_failure_policy() {
             held.push(conn);
         }
     });
-    let http = reqwest::Client::new();
+    let http = acr_auth_testkit::http_client();
     let configure = |policy: &str| {
         json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
                "metadata": {"name": "slow"},

@@ -80,7 +80,7 @@ async fn the_fake_answers_like_the_real_api_server() {
         (
             "fake",
             Server {
-                http: reqwest::Client::new(),
+                http: acr_auth_testkit::http_client(),
                 url: fake.url(),
                 token: None,
             },

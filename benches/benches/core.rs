@@ -13,7 +13,9 @@ use acr_auth_core::docker_config::DockerConfig;
 use acr_auth_core::sign::{
     rpc_signature, sign_rpc_request, Method, RoaStringToSign, RpcRequest, V3Signature, EMPTY_SHA256,
 };
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion};
 
 fn sign_rpc(c: &mut Criterion) {
     let params = get_authorization_token_params();

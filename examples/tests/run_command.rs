@@ -67,7 +67,7 @@ fn free_port() -> u16 {
 }
 
 async fn post(kube: &FakeKube, path: &str, body: Value) {
-    let status = reqwest::Client::new()
+    let status = acr_auth_testkit::http_client()
         .post(format!("{}{path}", kube.url()))
         .json(&body)
         .send()
@@ -244,10 +244,19 @@ async fn run_logs_carry_no_secrets_and_serve_metrics() {
     }
     cloud.fail_next(12, acr_auth_testkit::Fault::ServiceUnavailable);
     let metrics = format!("http://127.0.0.1:{port}/metrics");
-    let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+    let text = acr_auth_testkit::http_client()
+        .get(&metrics)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(text.contains("acr_auth_leader 1"), "{text}");
     assert!(text.contains("acr_auth_namespaces_served 2"), "{text}");
-    let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+    let ready = acr_auth_testkit::http_client()
+        .get(format!("http://127.0.0.1:{port}/readyz"))
+        .send()
         .await
         .unwrap();
     assert_eq!(ready.status().as_u16(), 200);
@@ -311,7 +320,7 @@ async fn run_serves_the_webhook_with_a_mounted_certificate() {
     let mut data = cm["data"].clone();
     data["webhook-configuration"] = "enable: true\nfailure-policy: Fail\n".into();
     data["service-account"] = "*".into();
-    let updated = reqwest::Client::new()
+    let updated = acr_auth_testkit::http_client()
         .put(format!(
             "{}/api/v1/namespaces/kube-system/configmaps/acr-configuration",
             kube.url()
@@ -355,7 +364,7 @@ async fn run_serves_the_webhook_with_a_mounted_certificate() {
         assert!(Instant::now() < deadline, "no MutatingWebhookConfiguration");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let created: Value = reqwest::Client::new()
+    let created: Value = acr_auth_testkit::http_client()
         .post(format!(
             "{}/api/v1/namespaces/team-a/serviceaccounts",
             kube.url()

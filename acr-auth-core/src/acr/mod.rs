@@ -13,7 +13,7 @@ pub use token::RegistryToken;
 
 use std::sync::Arc;
 
-use rand::Rng as _;
+use rand::RngExt as _;
 use reqwest::Url;
 use serde_json::Value;
 

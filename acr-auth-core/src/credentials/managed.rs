@@ -3,7 +3,7 @@
 //! `security.token` are each base64 of a 16-byte IV followed by AES-128-CBC/PKCS#7 ciphertext
 //! under `keyring`.
 
-use aes::cipher::{block_padding::Pkcs7, BlockDecryptMut, KeyIvInit};
+use aes::cipher::{block_padding::Pkcs7, BlockModeDecrypt, KeyIvInit};
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
@@ -24,8 +24,9 @@ fn decrypt(field: &str, encoded: &str, key: &[u8; 16]) -> Result<String, Error> 
     }
     let (iv, ciphertext) = raw.split_at(16);
     let mut buf = ciphertext.to_vec();
-    let plain = Aes128CbcDec::new(key.into(), iv.into())
-        .decrypt_padded_mut::<Pkcs7>(&mut buf)
+    let plain = Aes128CbcDec::new_from_slices(key, iv)
+        .map_err(|_| bad("not a 16-byte IV"))?
+        .decrypt_padded::<Pkcs7>(&mut buf)
         .map_err(|_| bad("does not decrypt under the keyring (bad padding)"))?;
     String::from_utf8(plain.to_vec()).map_err(|_| bad("decrypts to bytes that are not UTF-8"))
 }

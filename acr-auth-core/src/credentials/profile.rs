@@ -216,36 +216,54 @@ fn cli_profile(
     }
 }
 
-/// Sections of an INI file: `[name]` then `key = value` lines. Comment lines start with `#` or
-/// `;`; in values, text after `#` is dropped (as the official Python SDK does).
+/// Sections of an INI file (rust-ini): `[name]` then `key = value` lines. Comment lines start
+/// with `#` or `;`, and so does an inline comment after whitespace (`key = value # note`). Quotes
+/// and backslashes are kept as written: a secret is taken verbatim.
 fn parse_ini(text: &str, path: &Path) -> Result<HashMap<String, HashMap<String, String>>, Error> {
+    let options = ini::ParseOption {
+        enabled_quote: false,
+        enabled_escape: false,
+        ..ini::ParseOption::default()
+    };
+    let parsed = ini::Ini::load_from_str_opt(text, options).map_err(|e| {
+        // rust-ini counts lines from 0, and reports a line without `=` at the end of the file.
+        let what = if e.msg.contains("EOF") {
+            "expected `key = value` (a line without `=`)".into()
+        } else {
+            e.msg
+        };
+        Error::credentials(
+            INI,
+            format!("{} near line {}: {what}", path.display(), e.line + 1),
+        )
+    })?;
     let mut sections: HashMap<String, HashMap<String, String>> = HashMap::new();
-    let mut current: Option<String> = None;
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+    for (name, props) in parsed.iter() {
+        let Some(name) = name else {
+            if let Some((key, _)) = props.iter().next() {
+                return Err(Error::credentials(
+                    INI,
+                    format!("{}: key {key:?} outside any [section]", path.display()),
+                ));
+            }
             continue;
+        };
+        let section = sections.entry(name.trim().to_owned()).or_default();
+        for (k, v) in props.iter() {
+            // rust-ini reads a key up to the next `=`, across lines: a line without `=` ends up
+            // at the front of the next key.
+            if let Some((line, _)) = k.split_once('\n') {
+                return Err(Error::credentials(
+                    INI,
+                    format!(
+                        "{}: expected `key = value`, found {:?} in [{name}]",
+                        path.display(),
+                        line.trim()
+                    ),
+                ));
+            }
+            section.insert(k.to_owned(), v.to_owned());
         }
-        let at = || format!("{} line {}", path.display(), i + 1);
-        if let Some(name) = line.strip_prefix('[') {
-            let name = name.strip_suffix(']').ok_or_else(|| {
-                Error::credentials(INI, format!("{}: unclosed section header", at()))
-            })?;
-            current = Some(name.trim().to_owned());
-            sections.entry(name.trim().to_owned()).or_default();
-            continue;
-        }
-        let (k, v) = line
-            .split_once('=')
-            .ok_or_else(|| Error::credentials(INI, format!("{}: expected `key = value`", at())))?;
-        let section = current.as_ref().ok_or_else(|| {
-            Error::credentials(INI, format!("{}: key outside any [section]", at()))
-        })?;
-        let v = v.split('#').next().unwrap_or_default().trim();
-        sections
-            .entry(section.clone())
-            .or_default()
-            .insert(k.trim().to_owned(), v.to_owned());
     }
     Ok(sections)
 }
@@ -349,13 +367,18 @@ mod tests {
         assert_eq!(s["p2"]["k"], "v");
         let e = parse_ini("k = v\n", Path::new("f")).unwrap_err();
         assert!(
-            e.to_string()
-                .contains("f line 1: key outside any [section]"),
+            e.to_string().contains("f: key \"k\" outside any [section]"),
             "{e}"
         );
+        // Quotes and backslashes are part of the value.
+        let s = parse_ini("[a]\nk = \"x\\y\"\n", Path::new("f")).unwrap();
+        assert_eq!(s["a"]["k"], "\"x\\y\"");
         let e = parse_ini("[a]\nnonsense\n", Path::new("f")).unwrap_err();
+        assert!(e.to_string().contains("expected `key = value`"), "{e}");
+        let e = parse_ini("[a]\nnonsense\nk = v\n", Path::new("f")).unwrap_err();
         assert!(
-            e.to_string().contains("line 2: expected `key = value`"),
+            e.to_string()
+                .contains("f: expected `key = value`, found \"nonsense\" in [a]"),
             "{e}"
         );
     }

@@ -1,45 +1,33 @@
-//! Alibaba's percent-encoding (RFC 3986 unreserved set) and its inverse.
+//! Alibaba's percent-encoding (RFC 3986 unreserved set) and its inverse, on the
+//! `percent-encoding` crate.
 
-const HEX: &[u8; 16] = b"0123456789ABCDEF";
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 
-/// Whether `b` is left as is: `A-Z a-z 0-9 - _ . ~`.
-#[inline]
-const fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
-}
+/// Everything but `A-Z a-z 0-9 - _ . ~` is escaped.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
-/// [`is_unreserved`] as a table, for the hot loops.
-const UNRESERVED: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        t[i] = is_unreserved(i as u8);
-        i += 1;
-    }
-    t
-};
+/// [`UNRESERVED`], and `/` stays as is too.
+const PATH: &AsciiSet = &UNRESERVED.remove(b'/');
 
 /// Appends `percent_encode(percent_encode(s))` to `out` in one pass: unreserved bytes as is,
 /// every other byte as `%25XY` (the `%` of its escape encoded again). This is how names and
 /// values appear in the RPC string to sign.
 pub(crate) fn double_encode_into(out: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if UNRESERVED[b as usize] {
-            continue;
+    // The encoder yields each escaped byte as its own `%XY` chunk and unreserved runs as they
+    // are; encoding again changes only the `%` of each escape.
+    for chunk in percent_encoding::utf8_percent_encode(s, UNRESERVED) {
+        match chunk.strip_prefix('%') {
+            Some(hex) => {
+                out.extend_from_slice(b"%25");
+                out.extend_from_slice(hex.as_bytes());
+            }
+            None => out.extend_from_slice(chunk.as_bytes()),
         }
-        out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(&[
-            b'%',
-            b'2',
-            b'5',
-            HEX[(b >> 4) as usize],
-            HEX[(b & 0xF) as usize],
-        ]);
-        start = i + 1;
     }
-    out.extend_from_slice(&bytes[start..]);
 }
 
 /// Percent-encodes `s` the way every Alibaba signature scheme expects: UTF-8 bytes, with
@@ -58,7 +46,7 @@ pub fn percent_encode(s: &str) -> String {
 
 /// [`percent_encode`] appending to `out`, for building strings without extra allocations.
 pub fn percent_encode_into(out: &mut String, s: &str) {
-    encode_bytes(out, s, false);
+    out.extend(percent_encoding::utf8_percent_encode(s, UNRESERVED));
 }
 
 /// Percent-encodes a URL path: like [`percent_encode`] but `/` stays `/`
@@ -69,31 +57,7 @@ pub fn percent_encode_into(out: &mut String, s: &str) {
 /// assert_eq!(percent_encode_path("/repos/a b"), "/repos/a%20b");
 /// ```
 pub fn percent_encode_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    encode_bytes(&mut out, path, true);
-    out
-}
-
-fn encode_bytes(out: &mut String, s: &str, keep_slash: bool) {
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if UNRESERVED[b as usize] || (keep_slash && b == b'/') {
-            continue;
-        }
-        // Copy the unreserved run verbatim. A non-empty run starts and ends at ASCII bytes, so
-        // both ends are char boundaries; an empty one may not be, so it is skipped.
-        if start < i {
-            out.push_str(&s[start..i]);
-        }
-        out.push('%');
-        out.push(HEX[(b >> 4) as usize] as char);
-        out.push(HEX[(b & 0xF) as usize] as char);
-        start = i + 1;
-    }
-    if start < bytes.len() {
-        out.push_str(&s[start..]);
-    }
+    percent_encoding::utf8_percent_encode(path, PATH).to_string()
 }
 
 /// Decodes `%XY` escapes (either hex case) and, when `plus_as_space`, `+` as a space (HTML form
@@ -106,37 +70,24 @@ fn encode_bytes(out: &mut String, s: &str, keep_slash: bool) {
 /// assert_eq!(percent_decode("%zz", false), None);
 /// ```
 pub fn percent_decode(s: &str, plus_as_space: bool) -> Option<String> {
+    // The crate passes a malformed escape through as text; a signature check must not.
     let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hi = hex_value(*bytes.get(i + 1)?)?;
-                let lo = hex_value(*bytes.get(i + 2)?)?;
-                out.push(hi << 4 | lo);
-                i += 3;
-            }
-            b'+' if plus_as_space => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
+    let well_formed = bytes.iter().enumerate().all(|(i, &b)| {
+        b != b'%'
+            || (bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return None;
     }
-    String::from_utf8(out).ok()
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+    let decoded: Vec<u8> = if plus_as_space {
+        // A literal `+` would have been sent as `%2B`, so every raw `+` is a space.
+        let spaced = s.replace('+', " ");
+        percent_encoding::percent_decode_str(&spaced).collect()
+    } else {
+        percent_encoding::percent_decode_str(s).collect()
+    };
+    String::from_utf8(decoded).ok()
 }
 
 /// Splits an `application/x-www-form-urlencoded` string or a URL query into decoded pairs.

@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::SystemTime;
 
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit as _, Mac};
 use sha1::Sha1;
 
 use super::encode::{double_encode_into, percent_encode_into};

@@ -159,11 +159,12 @@ impl WebhookCertificate {
         };
         let ca_key = rcgen::KeyPair::from_pem(ca_key_pem).map_err(err)?;
         let not_before = time::OffsetDateTime::from(now) - time::Duration::hours(1);
-        // The issuer as a certificate object: same name and key as the stored CA, which is
-        // what a signature and the chain to it depend on.
-        let issuer = ca_params(not_before, time::OffsetDateTime::from(ca_not_after))
-            .self_signed(&ca_key)
-            .map_err(err)?;
+        // The issuer: the same name and key as the stored CA, which is what a signature and
+        // the chain to it depend on.
+        let issuer = rcgen::Issuer::new(
+            ca_params(not_before, time::OffsetDateTime::from(ca_not_after)),
+            ca_key,
+        );
         let key = rcgen::KeyPair::generate().map_err(err)?;
         let not_after = (now + SERVING_VALIDITY).min(ca_not_after);
         let cert = leaf_params(
@@ -173,7 +174,7 @@ impl WebhookCertificate {
             time::OffsetDateTime::from(not_after),
         )
         .map_err(err)?
-        .signed_by(&key, &issuer, &ca_key)
+        .signed_by(&key, &issuer)
         .map_err(err)?;
         self.cert_pem = cert.pem();
         self.key_pem = key.serialize_pem();
@@ -559,14 +560,13 @@ fn existing_ca_first(s: &Secret) -> String {
 }
 
 /// Keeps `serving` in line with the certificate Secret: every `interval` (and at once), the
-/// Secret is read through [`ensure_certificate`], which re-issues it when it is due (the first
+/// Secret is read through [`ensure_certificate`] for the DNS names and IP addresses given, which re-issues it when it is due (the first
 /// replica to see that writes it; the others read it), and a certificate that changed is served
 /// from the next handshake on. Runs until `shutdown`.
 pub async fn keep_certificate(
     client: kube::Client,
     namespace: String,
-    dns_names: Vec<String>,
-    ips: Vec<std::net::IpAddr>,
+    (dns_names, ips): (Vec<String>, Vec<std::net::IpAddr>),
     serving: ServingCertificate,
     now: impl Fn() -> SystemTime + Send,
     interval: Duration,

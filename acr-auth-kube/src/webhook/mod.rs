@@ -16,6 +16,8 @@ use std::sync::Arc;
 
 use acr_auth_core::config::{FailurePolicy, HelperConfig};
 use base64::Engine as _;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::DynamicObject;
 use serde_json::{json, Value};
 
 use crate::plan::{attach_patch, namespace_in_scope, NamespaceInfo};
@@ -53,6 +55,9 @@ pub enum ReviewError {
     /// No `request`, or no `request.uid`.
     #[error("the AdmissionReview has no request.uid")]
     NoRequest,
+    /// A `request` that is not an AdmissionRequest (a required field missing or mistyped).
+    #[error("malformed AdmissionReview request: {0}")]
+    Malformed(String),
 }
 
 /// Answers one AdmissionReview v1 `body`.
@@ -60,7 +65,8 @@ pub enum ReviewError {
 /// A ServiceAccount CREATE in a namespace served by `config` (looked up with `namespace`, which
 /// knows the skip annotation and termination), whose name `service-account` selects, is
 /// allowed with a JSON patch adding `config.secret_name` (and recording it as ours). Anything
-/// else is allowed unchanged: the webhook never refuses an object.
+/// else is allowed unchanged: the webhook never refuses an object. The request and the answer
+/// are kube-rs's `AdmissionReview` types.
 ///
 /// ```
 /// use acr_auth_core::config::HelperConfig;
@@ -70,6 +76,8 @@ pub enum ReviewError {
 /// let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
 ///     "uid": "42", "operation": "CREATE", "namespace": "default",
 ///     "kind": {"group": "", "version": "v1", "kind": "ServiceAccount"},
+///     "resource": {"group": "", "version": "v1", "resource": "serviceaccounts"},
+///     "userInfo": {"username": "system:admin"},
 ///     "object": {"metadata": {"name": "default", "namespace": "default"}}}});
 /// let config = HelperConfig::default();
 /// let answer = review(body.to_string().as_bytes(), &config, |n| NamespaceInfo { name: n.into(), ..Default::default() }).unwrap();
@@ -91,43 +99,41 @@ pub fn review(
             kind: kind.to_owned(),
         });
     }
-    let request = &doc["request"];
-    let uid = request["uid"].as_str().ok_or(ReviewError::NoRequest)?;
-    let mut response = json!({"uid": uid, "allowed": true});
-    if let Some(patch) = patch_for(request, config, namespace) {
-        response["patchType"] = json!("JSONPatch");
-        response["patch"] =
-            json!(base64::engine::general_purpose::STANDARD.encode(patch.to_string()));
+    if doc["request"]["uid"].as_str().is_none() {
+        return Err(ReviewError::NoRequest);
     }
-    Ok(json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "response": response,
-    }))
+    let review: AdmissionReview<DynamicObject> =
+        serde_json::from_value(doc).map_err(|e| ReviewError::Malformed(e.to_string()))?;
+    let request: AdmissionRequest<DynamicObject> =
+        review.try_into().map_err(|_| ReviewError::NoRequest)?;
+    let mut response = AdmissionResponse::from(&request);
+    if let Some(patch) = patch_for(&request, config, namespace) {
+        response = response
+            .with_patch(patch)
+            .map_err(|e| ReviewError::Malformed(e.to_string()))?;
+    }
+    serde_json::to_value(response.into_review()).map_err(|e| ReviewError::Malformed(e.to_string()))
 }
 
 fn patch_for(
-    request: &Value,
+    request: &AdmissionRequest<DynamicObject>,
     config: &HelperConfig,
     namespace: impl Fn(&str) -> NamespaceInfo,
-) -> Option<Value> {
-    let is_sa = request["kind"]["kind"] == "ServiceAccount"
-        && request["kind"]["group"]
-            .as_str()
-            .unwrap_or_default()
-            .is_empty();
-    if !is_sa || request["operation"] != "CREATE" || !request["object"].is_object() {
+) -> Option<json_patch::Patch> {
+    let is_sa = request.kind.kind == "ServiceAccount" && request.kind.group.is_empty();
+    if !is_sa || request.operation != Operation::Create {
         return None;
     }
-    let object = &request["object"];
-    let ns = request["namespace"]
-        .as_str()
+    let object = serde_json::to_value(request.object.as_ref()?).ok()?;
+    let ns = request
+        .namespace
+        .as_deref()
         .or_else(|| object["metadata"]["namespace"].as_str())?;
     let name = object["metadata"]["name"].as_str().unwrap_or_default();
     if !namespace_in_scope(config, &namespace(ns)) || !config.service_accounts.contains(name) {
         return None;
     }
-    attach_patch(object, &config.secret_name)
+    serde_json::from_value(attach_patch(&object, &config.secret_name)?).ok()
 }
 
 /// The label every namespace carries with its name (Kubernetes 1.21 and later).
@@ -534,6 +540,7 @@ mod tests {
         json!({"uid": "u-1", "operation": "CREATE", "namespace": ns,
                "kind": {"group": "", "version": "v1", "kind": "ServiceAccount"},
                "resource": {"group": "", "version": "v1", "resource": "serviceaccounts"},
+               "userInfo": {"username": "system:admin"},
                "object": object})
     }
 
@@ -579,9 +586,13 @@ mod tests {
         }
     }
 
+    /// The patch: bytes of JSON, as kube-rs writes `[]byte` (a JSON array of numbers, which
+    /// the API server reads as Go's encoding/json does), or base64 text.
     fn decoded_patch(answer: &Value) -> Option<Value> {
-        let b64 = answer["response"]["patch"].as_str()?;
-        let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+        let raw: Vec<u8> = match &answer["response"]["patch"] {
+            Value::String(b64) => base64::engine::general_purpose::STANDARD.decode(b64).ok()?,
+            v => serde_json::from_value(v.clone()).ok()?,
+        };
         serde_json::from_slice(&raw).ok()
     }
 
@@ -666,6 +677,11 @@ mod tests {
             review(br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {}}"#, &c, plain),
             Err(ReviewError::NoRequest)
         );
+        // kube-rs's AdmissionRequest: kind, resource, operation and userInfo are required.
+        assert!(matches!(
+            review(br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "1"}}"#, &c, plain),
+            Err(ReviewError::Malformed(m)) if m.contains("missing field")
+        ));
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub async fn eventually<F: Fn() -> bool>(what: &str, check: F) {
 }
 
 pub async fn post(kube: &FakeKube, path: &str, body: Value) -> u16 {
-    reqwest::Client::new()
+    acr_auth_testkit::http_client()
         .post(format!("{}{path}", kube.url()))
         .json(&body)
         .send()
@@ -55,7 +55,7 @@ pub async fn patch(kube: &FakeKube, path: &str, body: Value) -> u16 {
 
 pub async fn put_config(kube: &FakeKube, data: Value) {
     let current = kube.get("configmaps", "kube-system", "acr-configuration");
-    let http = reqwest::Client::new();
+    let http = acr_auth_testkit::http_client();
     let path = format!("{}/api/v1/namespaces/kube-system/configmaps", kube.url());
     let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "acr-configuration", "namespace": "kube-system"}, "data": data});
@@ -225,7 +225,7 @@ pub async fn create_service_account(
     if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
         b.extend(e.clone());
     }
-    let r = reqwest::Client::new()
+    let r = acr_auth_testkit::http_client()
         .post(format!(
             "{}/api/v1/namespaces/{ns}/serviceaccounts",
             kube.url()

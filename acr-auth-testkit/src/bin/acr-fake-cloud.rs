@@ -7,10 +7,14 @@
 //! Prints `ACR_FAKE_CLOUD_URL=http://127.0.0.1:PORT` on the first line of stdout, then serves
 //! until stdin closes or it receives Ctrl-C. Without a config file it serves
 //! `FakeCloudConfig::sample()`.
+//!
+//! With `ACR_FAKE_CLOUD_TLS_CA_FILE=PATH` it also serves HTTPS (a [`TlsFront`] whose certificate
+//! a fresh private CA signed), writes that CA's PEM to PATH and prints
+//! `ACR_FAKE_CLOUD_HTTPS_URL=https://127.0.0.1:PORT` on the second line.
 
 use std::io::Write as _;
 
-use acr_auth_testkit::{FakeCloud, FakeCloudConfig};
+use acr_auth_testkit::{FakeCloud, FakeCloudConfig, TlsFront};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,6 +32,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cloud = FakeCloud::start(config).await?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "ACR_FAKE_CLOUD_URL={}", cloud.url())?;
+    let mut _front = None;
+    if let Some(ca_file) = std::env::var_os("ACR_FAKE_CLOUD_TLS_CA_FILE") {
+        let front = TlsFront::start(cloud.addr()).await?;
+        std::fs::write(&ca_file, front.ca_pem())?;
+        writeln!(out, "ACR_FAKE_CLOUD_HTTPS_URL={}", front.url())?;
+        _front = Some(front);
+    }
     out.flush()?;
     drop(out);
 

@@ -25,7 +25,7 @@ const BEARER_LIFETIME: Duration = Duration::from_secs(300);
 pub(crate) struct SigningKeys {
     pub cert_pem: String,
     cert_der_b64: String,
-    key: jsonwebtoken::EncodingKey,
+    key: ring::signature::EcdsaKeyPair,
 }
 
 impl std::fmt::Debug for SigningKeys {
@@ -45,8 +45,30 @@ impl SigningKeys {
         Self {
             cert_pem: cert.pem(),
             cert_der_b64: base64::engine::general_purpose::STANDARD.encode(cert.der()),
-            key: jsonwebtoken::EncodingKey::from_ec_der(&key_pair.serialize_der()),
+            key: ring::signature::EcdsaKeyPair::from_pkcs8(
+                &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                &key_pair.serialize_der(),
+                &ring::rand::SystemRandom::new(),
+            )
+            .expect("rcgen's PKCS#8 P-256 key"),
         }
+    }
+
+    /// A compact JWS (RFC 7515) of `claims`: ES256, the certificate in `x5c`, as Distribution's
+    /// token auth expects (ring signs, with the fixed-length `r || s` signature JWS uses).
+    fn sign_jwt(&self, claims: &serde_json::Value) -> Result<String, &'static str> {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let header = json!({"typ": "JWT", "alg": "ES256", "x5c": [self.cert_der_b64]});
+        let input = format!(
+            "{}.{}",
+            b64.encode(header.to_string()),
+            b64.encode(claims.to_string())
+        );
+        let signature = self
+            .key
+            .sign(&ring::rand::SystemRandom::new(), input.as_bytes())
+            .map_err(|_| "ECDSA signing failed")?;
+        Ok(format!("{input}.{}", b64.encode(signature.as_ref())))
     }
 }
 
@@ -121,9 +143,7 @@ pub(crate) fn handle(shared: &Shared, req: &RawRequest) -> Response {
         "jti": random_token(24),
         "access": access,
     });
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-    header.x5c = Some(vec![shared.registry_keys.cert_der_b64.clone()]);
-    let token = match jsonwebtoken::encode(&header, &claims, &shared.registry_keys.key) {
+    let token = match shared.registry_keys.sign_jwt(&claims) {
         Ok(t) => t,
         Err(e) => {
             return (

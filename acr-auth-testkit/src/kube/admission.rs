@@ -54,16 +54,14 @@ async fn call(hook: &Value, review: &Value, object: &Value) -> Result<Value, Str
     let client = match cached {
         Some(c) => c,
         None => {
-            let mut builder = reqwest::Client::builder()
-                .timeout(timeout)
-                .tls_built_in_root_certs(false);
+            let mut builder = crate::tls::http_client_builder().timeout(timeout);
             if !ca_bundle.is_empty() {
                 let pem = base64::engine::general_purpose::STANDARD
                     .decode(&ca_bundle)
                     .map_err(|e| format!("caBundle is not base64: {e}"))?;
                 let cert =
                     reqwest::Certificate::from_pem(&pem).map_err(|e| format!("caBundle: {e}"))?;
-                builder = builder.add_root_certificate(cert);
+                builder = builder.tls_certs_only([cert]);
             }
             let c = builder.build().map_err(|e| e.to_string())?;
             CLIENTS
@@ -107,13 +105,19 @@ async fn call(hook: &Value, review: &Value, object: &Value) -> Result<Value, Str
         ));
     }
     let mut patched = object.clone();
-    if let Some(patch) = r["patch"].as_str() {
+    if !r["patch"].is_null() {
         if r["patchType"] != "JSONPatch" {
             return Err("patchType must be JSONPatch".into());
         }
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(patch)
-            .map_err(|e| format!("the patch is not base64: {e}"))?;
+        // `patch` is a Go []byte: encoding/json reads base64 text or an array of numbers
+        // (what kube-rs writes).
+        let raw: Vec<u8> = match &r["patch"] {
+            Value::String(text) => base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|e| format!("the patch is not base64: {e}"))?,
+            other => serde_json::from_value(other.clone())
+                .map_err(|e| format!("the patch is neither base64 nor bytes: {e}"))?,
+        };
         let patch: json_patch::Patch = serde_json::from_slice(&raw)
             .map_err(|e| format!("the patch is not a JSON patch: {e}"))?;
         json_patch::patch(&mut patched, &patch)

@@ -68,7 +68,7 @@ pub(crate) fn verb(req: &KubeRequest, route: &Route) -> &'static str {
 }
 
 fn random_suffix(n: usize) -> String {
-    use rand::Rng as _;
+    use rand::RngExt as _;
     const CH: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
     (0..n)

@@ -159,6 +159,8 @@ async fn main() -> Result<(), String> {
         &kubeconfig.display().to_string(),
         "ACR_FAKE_KUBE_URL=",
     )?;
+    // reqwest is built without a crypto provider of its own (see the workspace Cargo.toml).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
 
     let started = Instant::now();

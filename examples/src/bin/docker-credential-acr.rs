@@ -143,10 +143,7 @@ fn identity_key(settings: &Settings) -> String {
     files.extend(var("ALIBABA_CLOUD_OIDC_TOKEN_FILE").map(PathBuf::from));
     for f in files {
         if let Ok(bytes) = std::fs::read(&f) {
-            inputs.insert(
-                format!("file:{}", f.display()),
-                format!("{:x}", Sha256::digest(bytes)),
-            );
+            inputs.insert(format!("file:{}", f.display()), hex(&Sha256::digest(bytes)));
         }
     }
     let mut h = Sha256::new();
@@ -157,7 +154,12 @@ fn identity_key(settings: &Settings) -> String {
             h.update(part);
         }
     }
-    format!("{:x}", h.finalize())[..32].to_owned()
+    hex(&h.finalize())[..32].to_owned()
+}
+
+/// Lower-case hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// An error for docker: `not_ours` when the host is not an ACR host (docker then tries its

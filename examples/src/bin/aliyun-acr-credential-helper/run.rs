@@ -163,8 +163,7 @@ async fn webhook_setup(
             let task = tokio::spawn(webhook::keep_certificate(
                 client.clone(),
                 namespace.to_owned(),
-                dns,
-                ips,
+                (dns, ips),
                 serving.clone(),
                 move || clock.now(),
                 CERTIFICATE_CHECK,
