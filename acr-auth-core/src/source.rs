@@ -348,51 +348,50 @@ fn identity_for(
     identities: &mut HashMap<String, SharedProvider>,
     context: &str,
 ) -> Result<(String, SharedProvider), Error> {
-    let (mut key, mut provider): (String, SharedProvider) = if let (Some(ak), Some(sk)) =
-        (&item.custom_access_key, &item.custom_access_key_secret)
-    {
-        // The secret's digest is in the key: a rotated secret is a new identity.
-        let key = format!("ak:{ak}:{}", short_digest(sk.expose()));
-        let p = identities
-            .entry(key.clone())
-            .or_insert_with(|| Arc::new(Credentials::new(ak.clone(), sk.clone())))
-            .clone();
-        (key, p)
-    } else if let (true, Some(role), Some(oidc)) = (
-        rrsa_enabled,
-        &item.rrsa_role_arn,
-        &item.rrsa_oidc_provider_arn,
-    ) {
-        let key = format!(
-            "rrsa:{role}|{oidc}|{}|{}",
-            item.role_session_name.as_deref().unwrap_or_default(),
-            item.sts_endpoint.as_deref().unwrap_or_default()
-        );
-        let p = match identities.get(&key) {
-            Some(p) => p.clone(),
-            None => {
-                let file = settings
-                    .env
-                    .var("ALIBABA_CLOUD_OIDC_TOKEN_FILE")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| PathBuf::from(DEFAULT_RRSA_TOKEN_FILE));
-                let mut b = OidcProvider::builder(role.clone(), oidc.clone(), file)
-                    .env(settings.env.clone());
-                if let Some(name) = &item.role_session_name {
-                    b = b.session_name(name.clone());
+    let (mut key, mut provider): (String, SharedProvider) =
+        if let (Some(ak), Some(sk)) = (&item.custom_access_key, &item.custom_access_key_secret) {
+            // The secret's digest is in the key: a rotated secret is a new identity.
+            let key = format!("ak:{ak}:{}", short_digest(sk.expose()));
+            let p = identities
+                .entry(key.clone())
+                .or_insert_with(|| Arc::new(Credentials::new(ak.clone(), sk.clone())))
+                .clone();
+            (key, p)
+        } else if let (true, Some(role), Some(oidc)) = (
+            rrsa_enabled,
+            &item.rrsa_role_arn,
+            &item.rrsa_oidc_provider_arn,
+        ) {
+            let key = format!(
+                "rrsa:{role}|{oidc}|{}|{}",
+                item.role_session_name.as_deref().unwrap_or_default(),
+                item.sts_endpoint.as_deref().unwrap_or_default()
+            );
+            let p = match identities.get(&key) {
+                Some(p) => p.clone(),
+                None => {
+                    let file = settings
+                        .env
+                        .var("ALIBABA_CLOUD_OIDC_TOKEN_FILE")
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|| PathBuf::from(DEFAULT_RRSA_TOKEN_FILE));
+                    let mut b = OidcProvider::builder(role.clone(), oidc.clone(), file)
+                        .env(settings.env.clone());
+                    if let Some(name) = &item.role_session_name {
+                        b = b.session_name(name.clone());
+                    }
+                    if let Some(e) = &item.sts_endpoint {
+                        b = b.sts_endpoint(e.clone());
+                    }
+                    let p: SharedProvider = Arc::new(b.build().map_err(|e| e.in_context(context))?);
+                    identities.insert(key.clone(), p.clone());
+                    p
                 }
-                if let Some(e) = &item.sts_endpoint {
-                    b = b.sts_endpoint(e.clone());
-                }
-                let p: SharedProvider = Arc::new(b.build().map_err(|e| in_context(e, context))?);
-                identities.insert(key.clone(), p.clone());
-                p
-            }
+            };
+            (key, p)
+        } else {
+            ("base".to_owned(), settings.base_identity.clone())
         };
-        (key, p)
-    } else {
-        ("base".to_owned(), settings.base_identity.clone())
-    };
     if let Some(role) = &item.assume_role_arn {
         let session = item
             .role_session_name
@@ -413,7 +412,7 @@ fn identity_for(
                 if let Some(e) = &item.sts_endpoint {
                     b = b.sts_endpoint(e.clone());
                 }
-                let p: SharedProvider = Arc::new(b.build().map_err(|e| in_context(e, context))?);
+                let p: SharedProvider = Arc::new(b.build().map_err(|e| e.in_context(context))?);
                 identities.insert(key.clone(), p.clone());
                 p
             }
@@ -429,14 +428,6 @@ fn short_digest(secret: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-fn in_context(e: Error, context: &str) -> Error {
-    Error::new(
-        e.kind(),
-        format!("{context}: {}", e.context()),
-        e.message().to_owned(),
-    )
 }
 
 impl RegistrySource {

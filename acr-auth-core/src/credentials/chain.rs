@@ -94,11 +94,20 @@ impl DefaultCredentialsChain {
                     let _ = write!(tried, "{}. {source}: skipped, {}; ", i + 1, e.message());
                 }
                 Err(e) => {
-                    let _ = write!(tried, "{}. {source}: FAILED, {e}", i + 1);
+                    // The status, Code and RequestId move to the chain's error (its Display
+                    // shows them once, up front).
+                    let _ = write!(
+                        tried,
+                        "{}. {source}: FAILED, {}: {}",
+                        i + 1,
+                        e.context(),
+                        e.message()
+                    );
                     return Err(Error::credentials(
                         CTX,
                         format!("a configured source failed. {tried}"),
-                    ));
+                    )
+                    .caused_by(e));
                 }
             }
         }

@@ -109,8 +109,12 @@ impl EcsMetadataProvider {
             Ok(t) => Ok(Some(t)),
             Err(e) if self.imdsv1_disabled => Err(Error::credentials(
                 CTX,
-                format!("the hardened-mode session token failed and ALIBABA_CLOUD_IMDSV1_DISABLED=true: {e}"),
-            )),
+                format!(
+                    "the hardened-mode session token failed and ALIBABA_CLOUD_IMDSV1_DISABLED=true: {}",
+                    e.message()
+                ),
+            )
+            .caused_by(e)),
             Err(e) => {
                 tracing::debug!(error = %e, "no metadata session token; using plain mode");
                 if e.kind() == ErrorKind::Transport || e.kind() == ErrorKind::Timeout {
