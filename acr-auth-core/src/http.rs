@@ -1,6 +1,16 @@
 //! The HTTP layer: one reqwest client (rustls), timeouts, a response size cap, and the retry
 //! policy (capped exponential backoff with jitter).
+//!
+//! Clients and providers built without a [`reqwest::Client`] of their own share one per
+//! [`Timeouts`] value for the whole process ([`shared_client`]): one connection pool, one TLS
+//! configuration. To use your own (a proxy, extra roots, pool settings), pass it to
+//! [`AcrClientBuilder::http_client`](crate::acr::AcrClientBuilder::http_client) and
+//! [`ProviderEnv::with_http_client`](crate::credentials::ProviderEnv::with_http_client) (every
+//! provider built from that environment uses it); its own timeouts then apply.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use rand::Rng as _;
@@ -11,7 +21,7 @@ use crate::error::{Error, ErrorKind};
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
 /// Connect and read timeouts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Timeouts {
     /// Time to establish the connection (default 5 s, as the official SDKs).
     pub connect: Duration,
@@ -103,6 +113,52 @@ pub(crate) fn build_client(timeouts: Timeouts) -> Result<reqwest::Client, Error>
             )
             .with_source(e)
         })
+}
+
+/// The process-wide clients, one per timeout setting.
+static SHARED: OnceLock<Mutex<HashMap<Timeouts, reqwest::Client>>> = OnceLock::new();
+/// How many clients [`shared_client`] has built.
+static SHARED_BUILT: AtomicUsize = AtomicUsize::new(0);
+
+/// The process-wide client for `timeouts`, built on first use and cloned after (a
+/// `reqwest::Client` is a handle to one shared pool).
+///
+/// Building a client needs no runtime and does no network I/O.
+///
+/// ```
+/// use acr_auth_core::http::{shared_client, Timeouts};
+/// let a = shared_client(Timeouts::default()).unwrap();
+/// let b = shared_client(Timeouts::default()).unwrap();
+/// # drop((a, b));
+/// ```
+pub fn shared_client(timeouts: Timeouts) -> Result<reqwest::Client, Error> {
+    let map = SHARED.get_or_init(Default::default);
+    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(client) = map.get(&timeouts) {
+        return Ok(client.clone());
+    }
+    let client = build_client(timeouts)?;
+    SHARED_BUILT.fetch_add(1, Ordering::Relaxed);
+    map.insert(timeouts, client.clone());
+    Ok(client)
+}
+
+/// How many clients [`shared_client`] has built in this process (one per distinct
+/// [`Timeouts`] used), for tests that check the sharing.
+#[doc(hidden)]
+pub fn shared_clients_built() -> usize {
+    SHARED_BUILT.load(Ordering::Relaxed)
+}
+
+/// `given` if there is one, else the shared client for `timeouts`.
+pub(crate) fn client_or_shared(
+    given: Option<&reqwest::Client>,
+    timeouts: Timeouts,
+) -> Result<reqwest::Client, Error> {
+    match given {
+        Some(c) => Ok(c.clone()),
+        None => shared_client(timeouts),
+    }
 }
 
 /// Sends a request and reads the body, refusing bodies over [`MAX_RESPONSE_BYTES`].

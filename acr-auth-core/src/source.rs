@@ -60,7 +60,8 @@ pub struct SourceSettings {
     pub base_identity: SharedProvider,
     /// A description of the base identity, for summaries ("ECS instance RAM role").
     pub base_identity_name: String,
-    /// Environment: STS/metadata endpoint overrides, the RRSA token file, the clock.
+    /// Environment: STS/metadata endpoint overrides, the RRSA token file, the clock, and the
+    /// HTTP client of every provider and ACR client ([`ProviderEnv::with_http_client`]).
     pub env: ProviderEnv,
     /// An explicit ACR endpoint for every client (default: per region, or `ACR_AUTH_ACR_ENDPOINT`).
     pub acr_endpoint: Option<Endpoint>,
@@ -246,6 +247,9 @@ impl RegistrySources {
                         .clock(clock.clone());
                     if let Some(e) = &settings.acr_endpoint {
                         b = b.endpoint(e.clone());
+                    }
+                    if let Some(h) = settings.env.http_client() {
+                        b = b.http_client(h.clone());
                     }
                     let c = Arc::new(b.build()?);
                     clients.insert((region.clone(), identity_key.clone()), c.clone());
