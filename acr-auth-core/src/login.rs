@@ -19,6 +19,7 @@ use crate::time::SharedClock;
 /// mirror, a test registry), or to skip the `ListInstance` look-up.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[non_exhaustive]
 pub struct HostOverride {
     /// Enterprise Edition instance id (`cri-...`); absent = Personal Edition unless the host
     /// names an Enterprise instance.
@@ -27,6 +28,31 @@ pub struct HostOverride {
     /// Region; absent = the host's region.
     #[serde(default)]
     pub region: Option<String>,
+}
+
+impl HostOverride {
+    /// The host is Enterprise Edition instance `instance_id` (`cri-...`), in the host's region.
+    ///
+    /// ```
+    /// use acr_auth_core::login::HostOverride;
+    /// let mut o = HostOverride::enterprise("cri-abcdefghijklmnop");
+    /// o.region = Some("cn-beijing".into());
+    /// assert_eq!(o.instance_id.as_deref(), Some("cri-abcdefghijklmnop"));
+    /// ```
+    pub fn enterprise(instance_id: impl Into<String>) -> Self {
+        Self {
+            instance_id: Some(instance_id.into()),
+            region: None,
+        }
+    }
+
+    /// The host is the Personal Edition registry of `region`.
+    pub fn personal(region: impl Into<String>) -> Self {
+        Self {
+            instance_id: None,
+            region: Some(region.into()),
+        }
+    }
 }
 
 /// The host part of a server URL or host: no scheme, no path, lower-case; the port is kept.

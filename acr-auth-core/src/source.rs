@@ -49,7 +49,26 @@ pub struct RegistryCredential {
 }
 
 /// What every source shares.
+///
+/// Fields may be added in minor releases: build it with [`SourceSettings::new`] and set the
+/// rest.
+///
+/// ```
+/// use std::sync::Arc;
+/// use acr_auth_core::credentials::{Credentials, ProviderEnv};
+/// use acr_auth_core::http::RetryPolicy;
+/// use acr_auth_core::source::SourceSettings;
+/// let mut settings = SourceSettings::new(
+///     "cn-hangzhou",
+///     Arc::new(Credentials::new("LTAI-example", "example-secret")),
+///     "static AccessKey",
+/// );
+/// settings.retry = RetryPolicy::none();
+/// settings.env = ProviderEnv::process();
+/// assert!(settings.acr_endpoint.is_none());
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SourceSettings {
     /// The cluster's region (items without `regionId`).
     pub cluster_region: String,
@@ -67,6 +86,26 @@ pub struct SourceSettings {
     pub acr_endpoint: Option<Endpoint>,
     /// Retry policy of the ACR clients.
     pub retry: RetryPolicy,
+}
+
+impl SourceSettings {
+    /// Settings for a cluster in `cluster_region` whose base identity is `base_identity`
+    /// (described as `base_identity_name` in summaries): the process environment, the regional
+    /// ACR endpoints (or `ACR_AUTH_ACR_ENDPOINT`), the default retry policy.
+    pub fn new(
+        cluster_region: impl Into<String>,
+        base_identity: SharedProvider,
+        base_identity_name: impl Into<String>,
+    ) -> Self {
+        Self {
+            cluster_region: cluster_region.into(),
+            base_identity,
+            base_identity_name: base_identity_name.into(),
+            env: ProviderEnv::process(),
+            acr_endpoint: None,
+            retry: RetryPolicy::default(),
+        }
+    }
 }
 
 /// One item's source of registry credentials.

@@ -295,8 +295,16 @@ pub trait ReviewContext: Send + Sync + 'static {
     fn namespace(&self, name: &str) -> NamespaceInfo;
 }
 
-/// Bounds of the webhook server: what a slow, hostile or broken client can hold.
+/// Bounds of the webhook server: what a slow, hostile or broken client can hold. Fields may
+/// be added in minor releases: start from [`ServerLimits::default`].
+///
+/// ```
+/// use acr_auth_kube::webhook::ServerLimits;
+/// let mut limits = ServerLimits::default();
+/// limits.max_connections = 64;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServerLimits {
     /// The TLS handshake must finish within this.
     pub handshake_timeout: std::time::Duration,
@@ -500,13 +508,33 @@ pub async fn serve_with_limits(
 }
 
 /// Where the API server reaches the webhook, and the CA it trusts.
+///
+/// ```
+/// use acr_auth_kube::webhook::{WebhookSettings, PATH};
+/// let settings = WebhookSettings::new(
+///     serde_json::json!({"url": format!("https://127.0.0.1:8443{PATH}")}),
+///     "-----BEGIN CERTIFICATE-----\n...",
+/// );
+/// assert!(settings.client_config["url"].is_string());
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct WebhookSettings {
     /// `clientConfig` without `caBundle`: `{"service": {"name", "namespace", "path", "port"}}`
     /// in a cluster, `{"url": ...}` elsewhere.
     pub client_config: Value,
     /// The CA certificate (PEM) written as `caBundle`.
     pub ca_pem: String,
+}
+
+impl WebhookSettings {
+    /// The webhook at `client_config` (without `caBundle`), trusted through `ca_pem`.
+    pub fn new(client_config: Value, ca_pem: impl Into<String>) -> Self {
+        Self {
+            client_config,
+            ca_pem: ca_pem.into(),
+        }
+    }
 }
 
 /// The ConfigMap data last parsed, and the configuration in force.
@@ -760,11 +788,10 @@ mod tests {
 
     #[test]
     fn the_configuration_carries_policy_timeout_and_ca() {
-        let settings = acr_auth_core::config::WebhookConfig {
-            enabled: true,
-            failure_policy: FailurePolicy::Fail,
-            timeout_seconds: 5,
-        };
+        let mut settings = acr_auth_core::config::WebhookConfig::default();
+        settings.enabled = true;
+        settings.failure_policy = FailurePolicy::Fail;
+        settings.timeout_seconds = 5;
         let v = configuration(&settings, json!({"url": "https://127.0.0.1:1/x"}), "PEM");
         let hook = &v["webhooks"][0];
         assert_eq!(hook["failurePolicy"], "Fail");
