@@ -502,11 +502,37 @@ impl AcrClient {
     }
 }
 
+/// Whether `id` looks like an Enterprise Edition instance id: `cri-` and at least one more
+/// character, ASCII letters, digits, `-` and `_` only.
+///
+/// ```
+/// use acr_auth_core::acr::is_instance_id;
+/// assert!(is_instance_id("cri-abcdefghijklmnop"));
+/// assert!(!is_instance_id(""));
+/// assert!(!is_instance_id("cri-"));
+/// assert!(!is_instance_id("registry.cn-hangzhou.aliyuncs.com"));
+/// assert!(!is_instance_id("cri-abc def"));
+/// ```
+pub fn is_instance_id(id: &str) -> bool {
+    id.strip_prefix("cri-").is_some_and(|rest| {
+        !rest.is_empty()
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
 fn check_instance_id(instance_id: &str, context: &str) -> Result<(), Error> {
     if instance_id.is_empty() {
         return Err(Error::invalid_input(
             context,
-            "instance id is empty (Enterprise Edition ids look like cri-xxxxxxxx)",
+            "instance id is empty (Enterprise Edition ids look like cri-xxxxxxxx; the Personal Edition has its own call)",
+        ));
+    }
+    if !is_instance_id(instance_id) {
+        return Err(Error::invalid_input(
+            context,
+            format!("{instance_id:?} is not an Enterprise Edition instance id (cri-xxxxxxxx)"),
         ));
     }
     Ok(())
@@ -668,6 +694,31 @@ mod tests {
             e.to_string(),
             "ACR GET /tokens: field expireDate is 18446744073709551615 ms after the Unix epoch, later than 9999-12-31T23:59:59Z"
         );
+    }
+
+    #[tokio::test]
+    async fn malformed_instance_ids_are_refused_before_any_request() {
+        // Nothing listens on port 1: a request would be a transport error.
+        let client = AcrClient::builder("cn-hangzhou")
+            .credentials(Credentials::new("a", "b"))
+            .endpoint(Endpoint::Url("http://127.0.0.1:1".into()))
+            .retry(RetryPolicy::none())
+            .build()
+            .unwrap();
+        for id in [
+            "",
+            "cri-",
+            "cri-a b",
+            "registry.cn-hangzhou.aliyuncs.com",
+            "i-123",
+        ] {
+            let e = client.get_authorization_token(id).await.unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{id:?}: {e}");
+            let e = client.list_instance_endpoint(id).await.unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{id:?}: {e}");
+        }
+        let e = client.get_authorization_token("cri-abc").await.unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Transport, "{e}");
     }
 
     #[test]
