@@ -14,6 +14,9 @@ use crate::errors::IntoPyResult;
 use crate::options::ClientOptions;
 use crate::runtime;
 
+/// What `RegistryToken.__reduce__` returns: the class and its constructor's arguments.
+type Reduced<'py> = (Bound<'py, PyAny>, (String, String, Bound<'py, PyAny>));
+
 /// A temporary registry login. ``repr`` and ``str`` never show the password; it pickles (the
 /// pickle holds the password, as the token itself does).
 #[pyclass(frozen, module = "acr_auth._acr_auth")]
@@ -55,9 +58,7 @@ impl RegistryToken {
     }
 
     /// Pickling and ``copy``: ``RegistryToken(username, password, expires_at)``.
-    fn __reduce__<'py>(
-        slf: &Bound<'py, Self>,
-    ) -> PyResult<(Bound<'py, PyAny>, (String, String, Bound<'py, PyAny>))> {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
         let t = &slf.get().inner;
         Ok((
             slf.get_type().into_any(),
