@@ -20,13 +20,29 @@ use crate::error::{Error, ErrorKind};
 /// Largest response body accepted; anything bigger is an [`ErrorKind::InvalidResponse`].
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
-/// Connect and read timeouts.
+/// Connect and read timeouts. Fields may be added in minor releases: build it with
+/// [`Timeouts::new`] or [`Timeouts::default`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Timeouts {
     /// Time to establish the connection (default 5 s, as the official SDKs).
     pub connect: Duration,
     /// Time to wait for the response between reads (default 10 s).
     pub read: Duration,
+}
+
+impl Timeouts {
+    /// `connect` to establish a connection, `read` between reads of the response.
+    ///
+    /// ```
+    /// use acr_auth_core::http::Timeouts;
+    /// use std::time::Duration;
+    /// let t = Timeouts::new(Duration::from_secs(2), Duration::from_secs(30));
+    /// assert_eq!(t.read, Duration::from_secs(30));
+    /// ```
+    pub const fn new(connect: Duration, read: Duration) -> Self {
+        Self { connect, read }
+    }
 }
 
 impl Default for Timeouts {
@@ -40,8 +56,10 @@ impl Default for Timeouts {
 
 /// How failed calls are retried: only [retryable](Error::is_retryable) errors, up to
 /// `max_attempts` in all, waiting `min(max_backoff, initial_backoff * 2^n)` scaled by a random
-/// factor in `[0.5, 1.0]` between attempts.
+/// factor in `[0.5, 1.0]` between attempts. Fields may be added in minor releases: build it
+/// with [`RetryPolicy::new`], [`RetryPolicy::none`] or [`RetryPolicy::default`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Attempts in all, the first included (1 = no retry).
     pub max_attempts: u32,
@@ -62,6 +80,16 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// `max_attempts` in all (the first included), backoffs from `initial_backoff` doubling up
+    /// to `max_backoff`.
+    pub const fn new(max_attempts: u32, initial_backoff: Duration, max_backoff: Duration) -> Self {
+        Self {
+            max_attempts,
+            initial_backoff,
+            max_backoff,
+        }
+    }
+
     /// No retries.
     pub const fn none() -> Self {
         Self {
@@ -76,7 +104,7 @@ impl RetryPolicy {
     /// ```
     /// use acr_auth_core::http::RetryPolicy;
     /// use std::time::Duration;
-    /// let p = RetryPolicy { max_attempts: 10, initial_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(1) };
+    /// let p = RetryPolicy::new(10, Duration::from_millis(100), Duration::from_secs(1));
     /// let d = p.backoff(20);
     /// assert!(d >= Duration::from_millis(500) && d <= Duration::from_secs(1));
     /// ```

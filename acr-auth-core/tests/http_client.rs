@@ -64,10 +64,7 @@ fn clients_and_providers_built_without_a_client_share_one() {
     }
     assert_eq!(shared_clients_built(), 2);
     // Other timeouts: one more, shared by every client that asks for them.
-    let t = Timeouts {
-        connect: Duration::from_secs(2),
-        read: Duration::from_secs(3),
-    };
+    let t = Timeouts::new(Duration::from_secs(2), Duration::from_secs(3));
     for _ in 0..2 {
         keep.push(Box::new(
             AcrClient::builder("cn-hangzhou")
