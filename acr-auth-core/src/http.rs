@@ -7,6 +7,11 @@
 //! [`AcrClientBuilder::http_client`](crate::acr::AcrClientBuilder::http_client) and
 //! [`ProviderEnv::with_http_client`](crate::credentials::ProviderEnv::with_http_client) (every
 //! provider built from that environment uses it); its own timeouts then apply.
+//!
+//! A pooled connection is driven by a task of the Tokio runtime that opened it. A program that
+//! starts and drops several runtimes while calling the same endpoint may see a call on a
+//! connection whose runtime just went away fail as a (retryable) transport error; give each
+//! runtime its own client there.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
