@@ -126,6 +126,36 @@ impl Error {
         self
     }
 
+    /// The same error said inside `outer` (what the caller was doing): the context becomes
+    /// `outer: context`; kind, status, `Code`, message, `RequestId` and source are kept.
+    ///
+    /// ```
+    /// use acr_auth_core::Error;
+    /// let e = Error::api("ACR GetAuthorizationToken", 403, Some("NoPrivilege".into()), "denied", Some("R1".into()))
+    ///     .in_context("registry cri-x in cn-hangzhou");
+    /// assert_eq!((e.status(), e.code(), e.request_id()), (Some(403), Some("NoPrivilege"), Some("R1")));
+    /// assert_eq!(e.context(), "registry cri-x in cn-hangzhou: ACR GetAuthorizationToken");
+    /// ```
+    pub fn in_context(mut self, outer: impl AsRef<str>) -> Self {
+        self.context = format!("{}: {}", outer.as_ref(), self.context);
+        self
+    }
+
+    /// Takes the HTTP status, `Code` and `RequestId` of `cause` where this error has none, and
+    /// keeps `cause` as the [source](std::error::Error::source): an error that summarises
+    /// another still answers what the service said.
+    pub(crate) fn caused_by(mut self, cause: Error) -> Self {
+        self.status = self.status.or(cause.status);
+        if self.code.is_none() {
+            self.code = cause.code.clone();
+        }
+        if self.request_id.is_none() {
+            self.request_id = cause.request_id.clone();
+        }
+        self.source = Some(Box::new(cause));
+        self
+    }
+
     /// Replaces every occurrence of each secret in the message by `<redacted>` (and their
     /// percent-encoded forms, since Alibaba echoes the string to sign in
     /// `SignatureDoesNotMatch`).

@@ -4,7 +4,22 @@
 //! Servers are verified against the platform's trust store (`rustls-platform-verifier`): on
 //! Linux the system CA bundle, or the files named by `SSL_CERT_FILE` / `SSL_CERT_DIR` when set
 //! (as OpenSSL and curl read them); on macOS and Windows the system's own verifier.
+//!
+//! Clients and providers built without a [`reqwest::Client`] of their own share one per
+//! [`Timeouts`] value for the whole process ([`shared_client`]): one connection pool, one TLS
+//! configuration. To use your own (a proxy, extra roots, pool settings), pass it to
+//! [`AcrClientBuilder::http_client`](crate::acr::AcrClientBuilder::http_client) and
+//! [`ProviderEnv::with_http_client`](crate::credentials::ProviderEnv::with_http_client) (every
+//! provider built from that environment uses it); its own timeouts then apply.
+//!
+//! A pooled connection is driven by a task of the Tokio runtime that opened it. A program that
+//! starts and drops several runtimes while calling the same endpoint may see a call on a
+//! connection whose runtime just went away fail as a (retryable) transport error; give each
+//! runtime its own client there.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use rand::RngExt as _;
@@ -14,13 +29,29 @@ use crate::error::{Error, ErrorKind};
 /// Largest response body accepted; anything bigger is an [`ErrorKind::InvalidResponse`].
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
-/// Connect and read timeouts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Connect and read timeouts. Fields may be added in minor releases: build it with
+/// [`Timeouts::new`] or [`Timeouts::default`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Timeouts {
     /// Time to establish the connection (default 5 s, as the official SDKs).
     pub connect: Duration,
     /// Time to wait for the response between reads (default 10 s).
     pub read: Duration,
+}
+
+impl Timeouts {
+    /// `connect` to establish a connection, `read` between reads of the response.
+    ///
+    /// ```
+    /// use acr_auth_core::http::Timeouts;
+    /// use std::time::Duration;
+    /// let t = Timeouts::new(Duration::from_secs(2), Duration::from_secs(30));
+    /// assert_eq!(t.read, Duration::from_secs(30));
+    /// ```
+    pub const fn new(connect: Duration, read: Duration) -> Self {
+        Self { connect, read }
+    }
 }
 
 impl Default for Timeouts {
@@ -34,8 +65,10 @@ impl Default for Timeouts {
 
 /// How failed calls are retried: only [retryable](Error::is_retryable) errors, up to
 /// `max_attempts` in all, waiting `min(max_backoff, initial_backoff * 2^n)` scaled by a random
-/// factor in `[0.5, 1.0]` between attempts.
+/// factor in `[0.5, 1.0]` between attempts. Fields may be added in minor releases: build it
+/// with [`RetryPolicy::new`], [`RetryPolicy::none`] or [`RetryPolicy::default`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Attempts in all, the first included (1 = no retry).
     pub max_attempts: u32,
@@ -56,6 +89,16 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// `max_attempts` in all (the first included), backoffs from `initial_backoff` doubling up
+    /// to `max_backoff`.
+    pub const fn new(max_attempts: u32, initial_backoff: Duration, max_backoff: Duration) -> Self {
+        Self {
+            max_attempts,
+            initial_backoff,
+            max_backoff,
+        }
+    }
+
     /// No retries.
     pub const fn none() -> Self {
         Self {
@@ -70,7 +113,7 @@ impl RetryPolicy {
     /// ```
     /// use acr_auth_core::http::RetryPolicy;
     /// use std::time::Duration;
-    /// let p = RetryPolicy { max_attempts: 10, initial_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(1) };
+    /// let p = RetryPolicy::new(10, Duration::from_millis(100), Duration::from_secs(1));
     /// let d = p.backoff(20);
     /// assert!(d >= Duration::from_millis(500) && d <= Duration::from_secs(1));
     /// ```
@@ -128,6 +171,52 @@ pub(crate) fn build_client(timeouts: Timeouts) -> Result<reqwest::Client, Error>
             )
             .with_source(e)
         })
+}
+
+/// The process-wide clients, one per timeout setting.
+static SHARED: OnceLock<Mutex<HashMap<Timeouts, reqwest::Client>>> = OnceLock::new();
+/// How many clients [`shared_client`] has built.
+static SHARED_BUILT: AtomicUsize = AtomicUsize::new(0);
+
+/// The process-wide client for `timeouts`, built on first use and cloned after (a
+/// `reqwest::Client` is a handle to one shared pool).
+///
+/// Building a client needs no runtime and does no network I/O.
+///
+/// ```
+/// use acr_auth_core::http::{shared_client, Timeouts};
+/// let a = shared_client(Timeouts::default()).unwrap();
+/// let b = shared_client(Timeouts::default()).unwrap();
+/// # drop((a, b));
+/// ```
+pub fn shared_client(timeouts: Timeouts) -> Result<reqwest::Client, Error> {
+    let map = SHARED.get_or_init(Default::default);
+    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(client) = map.get(&timeouts) {
+        return Ok(client.clone());
+    }
+    let client = build_client(timeouts)?;
+    SHARED_BUILT.fetch_add(1, Ordering::Relaxed);
+    map.insert(timeouts, client.clone());
+    Ok(client)
+}
+
+/// How many clients [`shared_client`] has built in this process (one per distinct
+/// [`Timeouts`] used), for tests that check the sharing.
+#[doc(hidden)]
+pub fn shared_clients_built() -> usize {
+    SHARED_BUILT.load(Ordering::Relaxed)
+}
+
+/// `given` if there is one, else the shared client for `timeouts`.
+pub(crate) fn client_or_shared(
+    given: Option<&reqwest::Client>,
+    timeouts: Timeouts,
+) -> Result<reqwest::Client, Error> {
+    match given {
+        Some(c) => Ok(c.clone()),
+        None => shared_client(timeouts),
+    }
 }
 
 /// Sends a request and reads the body, refusing bodies over [`MAX_RESPONSE_BYTES`].

@@ -12,13 +12,14 @@ use serde::{Deserialize, Serialize};
 use crate::acr::{AcrClient, Edition, Endpoint, RegistryHost, RegistryToken};
 use crate::credentials::SharedProvider;
 use crate::error::{Error, ErrorKind};
-use crate::http::RetryPolicy;
+use crate::http::{RetryPolicy, Timeouts};
 use crate::time::SharedClock;
 
 /// How to reach one registry host when the grammar alone does not say (custom domains, a
 /// mirror, a test registry), or to skip the `ListInstance` look-up.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[non_exhaustive]
 pub struct HostOverride {
     /// Enterprise Edition instance id (`cri-...`); absent = Personal Edition unless the host
     /// names an Enterprise instance.
@@ -27,6 +28,31 @@ pub struct HostOverride {
     /// Region; absent = the host's region.
     #[serde(default)]
     pub region: Option<String>,
+}
+
+impl HostOverride {
+    /// The host is Enterprise Edition instance `instance_id` (`cri-...`), in the host's region.
+    ///
+    /// ```
+    /// use acr_auth_core::login::HostOverride;
+    /// let mut o = HostOverride::enterprise("cri-abcdefghijklmnop");
+    /// o.region = Some("cn-beijing".into());
+    /// assert_eq!(o.instance_id.as_deref(), Some("cri-abcdefghijklmnop"));
+    /// ```
+    pub fn enterprise(instance_id: impl Into<String>) -> Self {
+        Self {
+            instance_id: Some(instance_id.into()),
+            region: None,
+        }
+    }
+
+    /// The host is the Personal Edition registry of `region`.
+    pub fn personal(region: impl Into<String>) -> Self {
+        Self {
+            instance_id: None,
+            region: Some(region.into()),
+        }
+    }
 }
 
 /// The host part of a server URL or host: no scheme, no path, lower-case; the port is kept.
@@ -64,6 +90,8 @@ pub struct LoginResolver {
     overrides: HashMap<String, HostOverride>,
     endpoint: Option<Endpoint>,
     retry: RetryPolicy,
+    timeouts: Timeouts,
+    http: Option<reqwest::Client>,
     clock: SharedClock,
     clients: Mutex<HashMap<String, Arc<AcrClient>>>,
 }
@@ -79,6 +107,8 @@ impl LoginResolver {
                 .collect(),
             endpoint: None,
             retry: RetryPolicy::default(),
+            timeouts: Timeouts::default(),
+            http: None,
             clock: crate::time::system_clock(),
             clients: Mutex::new(HashMap::new()),
         }
@@ -104,18 +134,53 @@ impl LoginResolver {
         let mut b = AcrClient::builder(region)
             .credentials_provider(self.credentials.clone())
             .retry(self.retry)
+            .timeouts(self.timeouts)
             .clock(self.clock.clone());
         if let Some(e) = &self.endpoint {
             b = b.endpoint(e.clone());
+        }
+        if let Some(h) = &self.http {
+            b = b.http_client(h.clone());
         }
         let c = Arc::new(b.build()?);
         clients.insert(region.to_owned(), c.clone());
         Ok(c)
     }
 
+    /// The retry policy of the ACR calls (default [`RetryPolicy::default`]).
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Connect and read timeouts of the ACR calls (default [`Timeouts::default`]).
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// The HTTP client of the ACR calls (default: the process-wide shared client).
+    pub fn with_http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
     /// The login for `server` (a host or URL). A host that is neither an ACR host nor overridden
     /// is an [`ErrorKind::NotConfigured`] error: not ours to answer.
     pub async fn login(&self, server: &str) -> Result<RegistryToken, Error> {
+        let resolved = self.resolve(server).await?;
+        let client = self.client(&resolved.region)?;
+        match resolved.instance_id {
+            Some(id) => client.get_authorization_token(&id).await,
+            None => client.get_personal_token().await,
+        }
+    }
+
+    /// Which registry `server` (a host or URL) is: its region and, for an Enterprise Edition
+    /// instance, the instance id (overrides first, then the host grammar; an instance named in
+    /// the host is looked up with `ListInstance`). A host that is neither an ACR host nor
+    /// overridden is an [`ErrorKind::NotConfigured`] error.
+    pub async fn resolve(&self, server: &str) -> Result<ResolvedHost, Error> {
         let host = normalize_host(server);
         let parsed = RegistryHost::parse(&host);
         let (region, instance) = match (self.overrides.get(&host), &parsed) {
@@ -152,12 +217,24 @@ impl LoginResolver {
             }
             (None, Err(e)) => return Err(Error::not_configured("registry login", e.to_string())),
         };
-        let client = self.client(&region)?;
-        match instance {
-            Some(id) => client.get_authorization_token(&id).await,
-            None => client.get_personal_token().await,
-        }
+        Ok(ResolvedHost {
+            host,
+            region,
+            instance_id: instance,
+        })
     }
+}
+
+/// A registry host resolved by [`LoginResolver::resolve`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ResolvedHost {
+    /// The host, normalised ([`normalize_host`]).
+    pub host: String,
+    /// The region of its registry.
+    pub region: String,
+    /// The Enterprise Edition instance id; `None` for the Personal Edition.
+    pub instance_id: Option<String>,
 }
 
 /// Registry tokens kept on disk, one file per host, readable only by the user (0600 in a 0700

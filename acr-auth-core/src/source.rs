@@ -49,7 +49,26 @@ pub struct RegistryCredential {
 }
 
 /// What every source shares.
+///
+/// Fields may be added in minor releases: build it with [`SourceSettings::new`] and set the
+/// rest.
+///
+/// ```
+/// use std::sync::Arc;
+/// use acr_auth_core::credentials::{Credentials, ProviderEnv};
+/// use acr_auth_core::http::RetryPolicy;
+/// use acr_auth_core::source::SourceSettings;
+/// let mut settings = SourceSettings::new(
+///     "cn-hangzhou",
+///     Arc::new(Credentials::new("LTAI-example", "example-secret")),
+///     "static AccessKey",
+/// );
+/// settings.retry = RetryPolicy::none();
+/// settings.env = ProviderEnv::process();
+/// assert!(settings.acr_endpoint.is_none());
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SourceSettings {
     /// The cluster's region (items without `regionId`).
     pub cluster_region: String,
@@ -60,12 +79,33 @@ pub struct SourceSettings {
     pub base_identity: SharedProvider,
     /// A description of the base identity, for summaries ("ECS instance RAM role").
     pub base_identity_name: String,
-    /// Environment: STS/metadata endpoint overrides, the RRSA token file, the clock.
+    /// Environment: STS/metadata endpoint overrides, the RRSA token file, the clock, and the
+    /// HTTP client of every provider and ACR client ([`ProviderEnv::with_http_client`]).
     pub env: ProviderEnv,
     /// An explicit ACR endpoint for every client (default: per region, or `ACR_AUTH_ACR_ENDPOINT`).
     pub acr_endpoint: Option<Endpoint>,
     /// Retry policy of the ACR clients.
     pub retry: RetryPolicy,
+}
+
+impl SourceSettings {
+    /// Settings for a cluster in `cluster_region` whose base identity is `base_identity`
+    /// (described as `base_identity_name` in summaries): the process environment, the regional
+    /// ACR endpoints (or `ACR_AUTH_ACR_ENDPOINT`), the default retry policy.
+    pub fn new(
+        cluster_region: impl Into<String>,
+        base_identity: SharedProvider,
+        base_identity_name: impl Into<String>,
+    ) -> Self {
+        Self {
+            cluster_region: cluster_region.into(),
+            base_identity,
+            base_identity_name: base_identity_name.into(),
+            env: ProviderEnv::process(),
+            acr_endpoint: None,
+            retry: RetryPolicy::default(),
+        }
+    }
 }
 
 /// One item's source of registry credentials.
@@ -247,6 +287,9 @@ impl RegistrySources {
                     if let Some(e) = &settings.acr_endpoint {
                         b = b.endpoint(e.clone());
                     }
+                    if let Some(h) = settings.env.http_client() {
+                        b = b.http_client(h.clone());
+                    }
                     let c = Arc::new(b.build()?);
                     clients.insert((region.clone(), identity_key.clone()), c.clone());
                     c
@@ -348,51 +391,50 @@ fn identity_for(
     identities: &mut HashMap<String, SharedProvider>,
     context: &str,
 ) -> Result<(String, SharedProvider), Error> {
-    let (mut key, mut provider): (String, SharedProvider) = if let (Some(ak), Some(sk)) =
-        (&item.custom_access_key, &item.custom_access_key_secret)
-    {
-        // The secret's digest is in the key: a rotated secret is a new identity.
-        let key = format!("ak:{ak}:{}", short_digest(sk.expose()));
-        let p = identities
-            .entry(key.clone())
-            .or_insert_with(|| Arc::new(Credentials::new(ak.clone(), sk.clone())))
-            .clone();
-        (key, p)
-    } else if let (true, Some(role), Some(oidc)) = (
-        rrsa_enabled,
-        &item.rrsa_role_arn,
-        &item.rrsa_oidc_provider_arn,
-    ) {
-        let key = format!(
-            "rrsa:{role}|{oidc}|{}|{}",
-            item.role_session_name.as_deref().unwrap_or_default(),
-            item.sts_endpoint.as_deref().unwrap_or_default()
-        );
-        let p = match identities.get(&key) {
-            Some(p) => p.clone(),
-            None => {
-                let file = settings
-                    .env
-                    .var("ALIBABA_CLOUD_OIDC_TOKEN_FILE")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| PathBuf::from(DEFAULT_RRSA_TOKEN_FILE));
-                let mut b = OidcProvider::builder(role.clone(), oidc.clone(), file)
-                    .env(settings.env.clone());
-                if let Some(name) = &item.role_session_name {
-                    b = b.session_name(name.clone());
+    let (mut key, mut provider): (String, SharedProvider) =
+        if let (Some(ak), Some(sk)) = (&item.custom_access_key, &item.custom_access_key_secret) {
+            // The secret's digest is in the key: a rotated secret is a new identity.
+            let key = format!("ak:{ak}:{}", short_digest(sk.expose()));
+            let p = identities
+                .entry(key.clone())
+                .or_insert_with(|| Arc::new(Credentials::new(ak.clone(), sk.clone())))
+                .clone();
+            (key, p)
+        } else if let (true, Some(role), Some(oidc)) = (
+            rrsa_enabled,
+            &item.rrsa_role_arn,
+            &item.rrsa_oidc_provider_arn,
+        ) {
+            let key = format!(
+                "rrsa:{role}|{oidc}|{}|{}",
+                item.role_session_name.as_deref().unwrap_or_default(),
+                item.sts_endpoint.as_deref().unwrap_or_default()
+            );
+            let p = match identities.get(&key) {
+                Some(p) => p.clone(),
+                None => {
+                    let file = settings
+                        .env
+                        .var("ALIBABA_CLOUD_OIDC_TOKEN_FILE")
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|| PathBuf::from(DEFAULT_RRSA_TOKEN_FILE));
+                    let mut b = OidcProvider::builder(role.clone(), oidc.clone(), file)
+                        .env(settings.env.clone());
+                    if let Some(name) = &item.role_session_name {
+                        b = b.session_name(name.clone());
+                    }
+                    if let Some(e) = &item.sts_endpoint {
+                        b = b.sts_endpoint(e.clone());
+                    }
+                    let p: SharedProvider = Arc::new(b.build().map_err(|e| e.in_context(context))?);
+                    identities.insert(key.clone(), p.clone());
+                    p
                 }
-                if let Some(e) = &item.sts_endpoint {
-                    b = b.sts_endpoint(e.clone());
-                }
-                let p: SharedProvider = Arc::new(b.build().map_err(|e| in_context(e, context))?);
-                identities.insert(key.clone(), p.clone());
-                p
-            }
+            };
+            (key, p)
+        } else {
+            ("base".to_owned(), settings.base_identity.clone())
         };
-        (key, p)
-    } else {
-        ("base".to_owned(), settings.base_identity.clone())
-    };
     if let Some(role) = &item.assume_role_arn {
         let session = item
             .role_session_name
@@ -413,7 +455,7 @@ fn identity_for(
                 if let Some(e) = &item.sts_endpoint {
                     b = b.sts_endpoint(e.clone());
                 }
-                let p: SharedProvider = Arc::new(b.build().map_err(|e| in_context(e, context))?);
+                let p: SharedProvider = Arc::new(b.build().map_err(|e| e.in_context(context))?);
                 identities.insert(key.clone(), p.clone());
                 p
             }
@@ -429,14 +471,6 @@ fn short_digest(secret: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-fn in_context(e: Error, context: &str) -> Error {
-    Error::new(
-        e.kind(),
-        format!("{context}: {}", e.context()),
-        e.message().to_owned(),
-    )
 }
 
 impl RegistrySource {

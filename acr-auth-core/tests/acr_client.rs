@@ -14,11 +14,11 @@ use acr_auth_testkit::{FakeCloud, FakeCloudConfig, Fault};
 const INSTANCE: &str = "cri-testinstance01";
 
 fn fast_retry(max_attempts: u32) -> RetryPolicy {
-    RetryPolicy {
+    RetryPolicy::new(
         max_attempts,
-        initial_backoff: Duration::from_millis(1),
-        max_backoff: Duration::from_millis(5),
-    }
+        Duration::from_millis(1),
+        Duration::from_millis(5),
+    )
 }
 
 fn client(cloud: &FakeCloud, creds: Credentials, algorithm: SignatureAlgorithm) -> AcrClient {
@@ -237,10 +237,10 @@ async fn slow_responses_time_out_and_are_retried() {
     let c = AcrClient::builder("cn-hangzhou")
         .endpoint(Endpoint::Url(cloud.url()))
         .credentials(sample_key())
-        .timeouts(Timeouts {
-            connect: Duration::from_secs(1),
-            read: Duration::from_millis(200),
-        })
+        .timeouts(Timeouts::new(
+            Duration::from_secs(1),
+            Duration::from_millis(200),
+        ))
         .retry(fast_retry(2))
         .build()
         .unwrap();

@@ -585,6 +585,40 @@ async fn default_chain_order_failure_and_memory() {
 }
 
 #[tokio::test]
+async fn default_chain_failure_keeps_status_code_and_request_id() {
+    let w = world().await;
+    let env = w
+        .env([
+            ("ALIBABA_CLOUD_ROLE_ARN", ROLE),
+            ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", OIDC_PROVIDER),
+            ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", "/tokens/oidc"),
+        ])
+        .with_file("/tokens/oidc", "eyJ.forged-token.sig");
+    let e = DefaultCredentialsChain::new(env)
+        .provide_credentials()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Credentials);
+    assert!(e.message().contains("2. OIDC (RRSA): FAILED"), "{e}");
+    assert_eq!(
+        e.code(),
+        Some("AuthenticationFail.OIDCToken.Invalid"),
+        "{e}"
+    );
+    assert!(e.status().is_some_and(|s| s >= 400), "{e:?}");
+    let id = e.request_id().expect("the RequestId of the STS answer");
+    // Said once, at the end, not once per wrapping.
+    assert_eq!(e.to_string().matches(id).count(), 1, "{e}");
+    // The STS error is the source.
+    let source = std::error::Error::source(&e).expect("a source");
+    assert!(
+        source.to_string().contains("STS AssumeRoleWithOIDC"),
+        "{source}"
+    );
+    assert!(!e.to_string().contains("forged-token"));
+}
+
+#[tokio::test]
 async fn providers_never_show_secrets_in_debug() {
     let w = world().await;
     let env = w.env([

@@ -37,14 +37,15 @@ async fn world() -> World {
 
 impl World {
     fn settings(&self, env: ProviderEnv) -> SourceSettings {
-        SourceSettings {
-            cluster_region: "cn-hangzhou".into(),
-            base_identity: Arc::new(Credentials::new("LTAItestkey", "test-secret")),
-            base_identity_name: "static test key".into(),
-            env: env.with_clock(Arc::new(self.clock.clone())),
-            acr_endpoint: Some(Endpoint::Url(self.cloud.url())),
-            retry: RetryPolicy::none(),
-        }
+        let mut s = SourceSettings::new(
+            "cn-hangzhou",
+            Arc::new(Credentials::new("LTAItestkey", "test-secret")),
+            "static test key",
+        );
+        s.env = env.with_clock(Arc::new(self.clock.clone()));
+        s.acr_endpoint = Some(Endpoint::Url(self.cloud.url()));
+        s.retry = RetryPolicy::none();
+        s
     }
 
     fn env(&self) -> ProviderEnv {
@@ -69,10 +70,8 @@ impl World {
         let config = HelperConfig::from_configmap([("acr-registry", hosts)])
             .unwrap()
             .config;
-        let settings = SourceSettings {
-            cluster_region: cluster_region.into(),
-            ..self.settings(self.env())
-        };
+        let mut settings = self.settings(self.env());
+        settings.cluster_region = cluster_region.into();
         RegistrySources::build(&config, &settings).unwrap()
     }
 }
@@ -344,10 +343,8 @@ async fn an_unknown_instance_name_is_an_error_naming_the_host() {
 async fn an_unparsable_legacy_host_fails_the_build() {
     let w = world().await;
     // The ConfigMap parser refuses it already; a configuration built by hand reaches the sources.
-    let config = HelperConfig {
-        legacy_registries: vec!["registry.*.aliyuncs.com".into(), "docker.io".into()],
-        ..HelperConfig::default()
-    };
+    let mut config = HelperConfig::default();
+    config.legacy_registries = vec!["registry.*.aliyuncs.com".into(), "docker.io".into()];
     let e = RegistrySources::build(&config, &w.settings(w.env())).unwrap_err();
     assert_eq!(e.kind(), acr_auth_core::ErrorKind::InvalidInput);
     assert_eq!(e.context(), "acr-registry");

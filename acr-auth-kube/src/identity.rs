@@ -116,14 +116,12 @@ pub async fn resolve_base_identity(
         .map_err(kube_error)?;
     let addon = secret(client, ADDON_SECRET).await?;
     let managed = secret(client, MANAGED_ROLE_SECRET).await?;
-    let mut facts = ClusterFacts {
-        kube_system_created: kube_system
-            .and_then(|ns| ns.metadata.creation_timestamp)
-            .map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs(t.0.as_second().max(0) as u64)),
-        addon_secret: addon.is_some(),
-        managed_role_secret: managed.is_some(),
-        ecs_metadata: false,
-    };
+    let mut facts = ClusterFacts::default();
+    facts.kube_system_created = kube_system
+        .and_then(|ns| ns.metadata.creation_timestamp)
+        .map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs(t.0.as_second().max(0) as u64));
+    facts.addon_secret = addon.is_some();
+    facts.managed_role_secret = managed.is_some();
     // Ask the metadata service only when the choice depends on it.
     if mode == TokenMode::Auto
         && !facts.addon_secret

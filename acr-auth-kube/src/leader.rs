@@ -20,8 +20,17 @@ use kube::api::{Api, PostParams};
 use kube::Client;
 use tokio::time::Instant;
 
-/// Where the Lease is and how it is held.
+/// Where the Lease is and how it is held. Fields may be added in minor releases: build it with
+/// [`LeaseSettings::new`] and set the rest.
+///
+/// ```
+/// use std::time::Duration;
+/// use acr_auth_kube::leader::LeaseSettings;
+/// let mut lease = LeaseSettings::new("kube-system", "aliyun-acr-credential-helper", "pod-1");
+/// lease.retry_period = Duration::from_secs(1);
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct LeaseSettings {
     /// The Lease's namespace (the controller's own, `kube-system`).
     pub namespace: String,

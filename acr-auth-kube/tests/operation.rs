@@ -361,11 +361,10 @@ async fn the_webhook_serves_new_service_accounts_and_honours_the_failure_policy(
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    s.webhook = Some(WebhookSettings {
-        client_config: json!({"url": format!("https://127.0.0.1:{port}{}", webhook::PATH)}),
-        ca_pem: cert.ca_pem.clone(),
-        serving: None,
-    });
+    s.webhook = Some(WebhookSettings::new(
+        json!({"url": format!("https://127.0.0.1:{port}{}", webhook::PATH)}),
+        cert.ca_pem.clone(),
+    ));
     // Resync often, so the repair of a deleted configuration shows quickly.
     s.resync = Duration::from_millis(500);
     let running = start_with(kube_client, s);

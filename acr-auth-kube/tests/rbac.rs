@@ -93,12 +93,11 @@ async fn scenario(kube: &FakeKube, cloud: &FakeCloud) {
     let mut lease = LeaseSettings::new("kube-system", LEASE, "pod-1");
     lease.retry_period = Duration::from_millis(200);
     s.leader_election = Some(lease);
-    s.webhook = Some(WebhookSettings {
-        client_config: json!({"service": {"name": "aliyun-acr-credential-helper",
+    s.webhook = Some(WebhookSettings::new(
+        json!({"service": {"name": "aliyun-acr-credential-helper",
                                           "namespace": "kube-system", "path": webhook::PATH}}),
-        ca_pem: cert.ca_pem.clone(),
-        serving: None,
-    });
+        cert.ca_pem.clone(),
+    ));
     let running = start_with(client.clone(), s);
     eventually("dev and team served", || {
         secret_hosts(kube, "dev").is_some() && secret_hosts(kube, "team").is_some()

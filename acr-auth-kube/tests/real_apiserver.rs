@@ -422,11 +422,10 @@ async fn the_real_api_server_calls_the_webhook_over_https_with_our_ca_bundle() {
         .unwrap()
         .port();
     let mut s = settings(&cloud);
-    s.webhook = Some(WebhookSettings {
-        client_config: json!({"url": format!("https://127.0.0.1:{port}{}", webhook::PATH)}),
-        ca_pem: cert.ca_pem.clone(),
-        serving: None,
-    });
+    s.webhook = Some(WebhookSettings::new(
+        json!({"url": format!("https://127.0.0.1:{port}{}", webhook::PATH)}),
+        cert.ca_pem.clone(),
+    ));
     s.resync = Duration::from_millis(500);
     let running = start_with(as_controller.clone(), s);
     let (stop_hook, hook_stopped) = tokio::sync::oneshot::channel::<()>();

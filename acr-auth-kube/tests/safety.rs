@@ -370,11 +370,10 @@ async fn a_refused_webhook_configuration_is_retried_with_backoff_not_every_pass(
     // The API server refuses every create of the configuration (RBAC missing, say).
     kube.fail_next("create", Some("mutatingwebhookconfigurations"), 1000, 403);
     let mut s = settings(&cloud);
-    s.webhook = Some(WebhookSettings {
-        client_config: json!({"url": "https://127.0.0.1:9/mutate-serviceaccounts"}),
-        ca_pem: "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".into(),
-        serving: None,
-    });
+    s.webhook = Some(WebhookSettings::new(
+        json!({"url": "https://127.0.0.1:9/mutate-serviceaccounts"}),
+        "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".to_owned(),
+    ));
     let running = start_with(client(&kube, "controller"), s);
     eventually("the first attempt", || {
         kube.count("create", Some("mutatingwebhookconfigurations")) >= 1

@@ -10,13 +10,13 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_rustls::client::TlsStream;
 
 fn limits() -> ServerLimits {
-    ServerLimits {
-        handshake_timeout: Duration::from_secs(2),
-        header_timeout: Duration::from_secs(1),
-        body_timeout: Duration::from_secs(1),
-        max_body_bytes: 4096,
-        max_connections: 4,
-    }
+    let mut l = ServerLimits::default();
+    l.handshake_timeout = Duration::from_secs(2);
+    l.header_timeout = Duration::from_secs(1);
+    l.body_timeout = Duration::from_secs(1);
+    l.max_body_bytes = 4096;
+    l.max_connections = 4;
+    l
 }
 
 struct Server {

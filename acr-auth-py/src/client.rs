@@ -5,16 +5,20 @@ use std::sync::Arc;
 use acr_auth_core::acr::{
     AcrClient as CoreClient, Endpoint, InstanceEndpoint, RegistryToken as CoreToken,
 };
-use acr_auth_core::credentials::{DefaultCredentialsChain, ProviderEnv};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use crate::convert;
 use crate::credentials::CredentialsProvider;
 use crate::errors::IntoPyResult;
+use crate::options::ClientOptions;
 use crate::runtime;
 
-/// A temporary registry login. ``repr`` never shows the password.
+/// What `RegistryToken.__reduce__` returns: the class and its constructor's arguments.
+type Reduced<'py> = (Bound<'py, PyAny>, (String, String, Bound<'py, PyAny>));
+
+/// A temporary registry login. ``repr`` and ``str`` never show the password; it pickles (the
+/// pickle holds the password, as the token itself does).
 #[pyclass(frozen, module = "acr_auth._acr_auth")]
 #[derive(Clone)]
 pub(crate) struct RegistryToken {
@@ -23,6 +27,18 @@ pub(crate) struct RegistryToken {
 
 #[pymethods]
 impl RegistryToken {
+    /// A token from its parts (``expires_at`` an aware ``datetime``).
+    #[new]
+    fn new(username: String, password: String, expires_at: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Ok(Self {
+            inner: CoreToken {
+                username,
+                password: password.into(),
+                expires_at: convert::from_datetime(expires_at)?,
+            },
+        })
+    }
+
     /// The temporary user name.
     #[getter]
     fn username(&self) -> &str {
@@ -41,6 +57,33 @@ impl RegistryToken {
         convert::datetime(py, self.inner.expires_at)
     }
 
+    /// Pickling and ``copy``: ``RegistryToken(username, password, expires_at)``.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
+        let t = &slf.get().inner;
+        Ok((
+            slf.get_type().into_any(),
+            (
+                t.username.clone(),
+                t.password.expose().to_owned(),
+                convert::datetime(slf.py(), t.expires_at)?,
+            ),
+        ))
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other
+            .cast::<RegistryToken>()
+            .is_ok_and(|o| o.get().inner == self.inner)
+    }
+
+    fn __hash__(&self) -> u64 {
+        use std::hash::{Hash as _, Hasher as _};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.inner.username.hash(&mut h);
+        self.inner.expires_at.hash(&mut h);
+        h.finish()
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "RegistryToken(username='{}', password=<redacted>, expires_at={})",
@@ -50,7 +93,7 @@ impl RegistryToken {
     }
 }
 
-fn endpoints_to_py(py: Python<'_>, eps: &[InstanceEndpoint]) -> PyResult<Py<PyAny>> {
+pub(crate) fn endpoints_to_py(py: Python<'_>, eps: &[InstanceEndpoint]) -> PyResult<Py<PyAny>> {
     let list = PyList::empty(py);
     for ep in eps {
         let d = PyDict::new(py);
@@ -79,21 +122,46 @@ pub(crate) struct AcrClient {
 #[pymethods]
 impl AcrClient {
     #[new]
-    #[pyo3(signature = (region, credentials=None, endpoint=None, vpc=false))]
+    #[pyo3(signature = (
+        region,
+        credentials=None,
+        endpoint=None,
+        vpc=false,
+        *,
+        connect_timeout=None,
+        read_timeout=None,
+        max_attempts=None,
+        initial_backoff=None,
+        max_backoff=None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         region: &str,
         credentials: Option<PyRef<'_, CredentialsProvider>>,
         endpoint: Option<String>,
         vpc: bool,
+        connect_timeout: Option<f64>,
+        read_timeout: Option<f64>,
+        max_attempts: Option<u32>,
+        initial_backoff: Option<f64>,
+        max_backoff: Option<f64>,
     ) -> PyResult<Self> {
-        let provider = match credentials {
-            Some(c) => c.inner.clone(),
-            None => Arc::new(DefaultCredentialsChain::new(ProviderEnv::process())),
+        let options = ClientOptions {
+            connect_timeout,
+            read_timeout,
+            max_attempts,
+            initial_backoff,
+            max_backoff,
         };
+        // Without credentials, the Rust builder uses the default chain.
         let mut b = CoreClient::builder(region)
-            .credentials_provider(provider)
-            .vpc(vpc);
+            .vpc(vpc)
+            .timeouts(options.timeouts(py)?)
+            .retry(options.retry(py)?);
+        if let Some(c) = credentials {
+            b = b.credentials_provider(c.inner.clone());
+        }
         if let Some(e) = endpoint {
             b = b.endpoint(Endpoint::Url(e));
         }
@@ -103,7 +171,8 @@ impl AcrClient {
     }
 
     /// A login for Enterprise Edition instance ``instance_id``, or for the Personal Edition
-    /// registry of the region when it is ``None``.
+    /// registry of the region when it is ``None``. An empty or malformed id raises
+    /// ``InvalidArgumentError``.
     #[pyo3(signature = (instance_id=None))]
     fn get_authorization_token(
         &self,
@@ -169,11 +238,13 @@ impl AcrClient {
     }
 }
 
+/// `None` is the Personal Edition; any string must be an Enterprise Edition instance id (an
+/// empty or malformed one is an `InvalidArgumentError`, never a Personal Edition token).
 async fn token(
     c: &CoreClient,
     instance_id: Option<String>,
 ) -> Result<CoreToken, acr_auth_core::Error> {
-    match instance_id.filter(|i| !i.is_empty()) {
+    match instance_id {
         Some(id) => c.get_authorization_token(&id).await,
         None => c.get_personal_token().await,
     }

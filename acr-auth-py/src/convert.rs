@@ -4,15 +4,38 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pyo3::prelude::*;
 
-/// An aware UTC `datetime`.
-pub(crate) fn datetime<'py>(py: Python<'py>, t: SystemTime) -> PyResult<Bound<'py, PyAny>> {
+/// The Unix epoch as an aware UTC `datetime`, and `timedelta(microseconds=1)`.
+fn epoch_and_microsecond(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Bound<'_, PyAny>)> {
     let dt = py.import("datetime")?;
     let utc = dt.getattr("timezone")?.getattr("utc")?;
-    let secs = t
+    let kwargs = pyo3::types::PyDict::new(py);
+    kwargs.set_item("tzinfo", utc)?;
+    let epoch = dt.getattr("datetime")?.call((1970, 1, 1), Some(&kwargs))?;
+    let micro = dt.getattr("timedelta")?.call((0, 0, 1), None)?;
+    Ok((epoch, micro))
+}
+
+/// An aware UTC `datetime`, exact to the microsecond (no float rounding), so that
+/// [`from_datetime`] gives the same time back.
+pub(crate) fn datetime<'py>(py: Python<'py>, t: SystemTime) -> PyResult<Bound<'py, PyAny>> {
+    let micros = t
         .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    dt.getattr("datetime")?
-        .call_method1("fromtimestamp", (secs, utc))
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+    let (epoch, micro) = epoch_and_microsecond(py)?;
+    epoch.add(micro.mul(micros)?)
+}
+
+/// An aware `datetime` as a time, to the microsecond. A naive `datetime` (no time zone) is a
+/// `TypeError` from Python's own subtraction.
+pub(crate) fn from_datetime(value: &Bound<'_, PyAny>) -> PyResult<SystemTime> {
+    let (epoch, micro) = epoch_and_microsecond(value.py())?;
+    let micros: i64 = value.sub(epoch)?.floor_div(micro)?.extract()?;
+    let since = Duration::from_micros(micros.unsigned_abs());
+    Ok(if micros >= 0 {
+        UNIX_EPOCH + since
+    } else {
+        UNIX_EPOCH - since
+    })
 }
 
 /// A `timedelta`.

@@ -8,6 +8,8 @@ mod config;
 mod convert;
 mod credentials;
 mod errors;
+mod login;
+mod options;
 mod plan;
 mod runtime;
 mod sign;
@@ -35,6 +37,7 @@ fn _acr_auth(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<credentials::DefaultCredentialChain>()?;
     m.add_class::<client::AcrClient>()?;
     m.add_class::<client::RegistryToken>()?;
+    m.add_class::<login::LoginResolver>()?;
     m.add_class::<config::HelperConfig>()?;
     Ok(())
 }

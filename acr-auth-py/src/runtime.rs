@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use pyo3::prelude::*;
 use tokio::runtime::Runtime;
@@ -39,14 +40,32 @@ pub(crate) fn runtime() -> PyResult<Arc<Runtime>> {
     Ok(rt)
 }
 
+/// How often a blocking call looks for a pending signal (Ctrl-C) while it waits.
+const SIGNAL_POLL: Duration = Duration::from_millis(50);
+
 /// Runs `future` to completion with the GIL released, so other Python threads keep running.
+///
+/// Every [`SIGNAL_POLL`] the GIL is taken back briefly to run Python's signal handlers: when
+/// one raises (`KeyboardInterrupt` on Ctrl-C), the future is dropped (the request is
+/// abandoned) and that exception is raised. Handlers only run on the main thread; elsewhere
+/// the check does nothing.
 pub(crate) fn block_on<F>(py: Python<'_>, future: F) -> PyResult<F::Output>
 where
     F: Future + Send,
     F::Output: Send,
 {
     let rt = runtime()?;
-    Ok(py.detach(|| rt.block_on(future)))
+    py.detach(|| {
+        rt.block_on(async move {
+            let mut future = std::pin::pin!(future);
+            loop {
+                match tokio::time::timeout(SIGNAL_POLL, &mut future).await {
+                    Ok(output) => return Ok(output),
+                    Err(_) => Python::attach(|py| py.check_signals())?,
+                }
+            }
+        })
+    })
 }
 
 /// A coroutine that, when awaited, runs `future` on the runtime and returns `convert(output)`

@@ -17,7 +17,7 @@ use rand::RngExt as _;
 use reqwest::Url;
 use serde_json::Value;
 
-use crate::credentials::{Credentials, ProvideCredentials};
+use crate::credentials::{Credentials, DefaultCredentialsChain, ProvideCredentials, ProviderEnv};
 use crate::error::Error;
 use crate::http::{self, RetryPolicy, Timeouts};
 use crate::sign::{self, Method, RoaStringToSign, RpcRequest, V3Signature, EMPTY_SHA256};
@@ -64,16 +64,19 @@ pub struct AcrClientBuilder {
     algorithm: SignatureAlgorithm,
     clock: Option<SharedClock>,
     read_env: bool,
+    http: Option<reqwest::Client>,
 }
 
 impl AcrClientBuilder {
-    /// Static credentials.
+    /// Static credentials. Default: the [default chain](DefaultCredentialsChain) over the
+    /// process environment.
     pub fn credentials(mut self, credentials: Credentials) -> Self {
         self.credentials = Some(Arc::new(credentials));
         self
     }
 
-    /// Any credentials provider.
+    /// Any credentials provider. Default: the [default chain](DefaultCredentialsChain) over the
+    /// process environment.
     pub fn credentials_provider(mut self, provider: Arc<dyn ProvideCredentials>) -> Self {
         self.credentials = Some(provider);
         self
@@ -100,7 +103,24 @@ impl AcrClientBuilder {
         self
     }
 
-    /// Connect and read timeouts.
+    /// The HTTP client to send requests with (a proxy, private roots, pool settings...).
+    /// Default: the process-wide client shared by every client and provider built without one
+    /// ([`http::shared_client`]). The given client's own timeouts apply, not
+    /// [`timeouts`](Self::timeouts). The default credential chain, when used, calls out with it
+    /// too.
+    ///
+    /// ```
+    /// use acr_auth_core::acr::AcrClient;
+    /// let http = reqwest::Client::builder().https_only(true).build().unwrap();
+    /// let client = AcrClient::builder("cn-hangzhou").http_client(http).build().unwrap();
+    /// # drop(client);
+    /// ```
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    /// Connect and read timeouts (for the shared client; see [`http_client`](Self::http_client)).
     pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
         self.timeouts = timeouts;
         self
@@ -124,8 +144,10 @@ impl AcrClientBuilder {
         self
     }
 
-    /// Builds the client. Fails if the region or endpoint is malformed, or no credentials were
-    /// given.
+    /// Builds the client. Fails if the region or endpoint is malformed.
+    ///
+    /// Without credentials, the [default chain](DefaultCredentialsChain) over the process
+    /// environment is used, looked at on the first call (building does no I/O).
     pub fn build(self) -> Result<AcrClient, Error> {
         const CTX: &str = "ACR client";
         if self.region.is_empty()
@@ -163,15 +185,18 @@ impl AcrClientBuilder {
                 format!("endpoint {base} must be an http(s) URL with a host"),
             ));
         }
-        let credentials = self.credentials.ok_or_else(|| {
-            Error::new(
-                crate::ErrorKind::Credentials,
-                CTX,
-                "no credentials were configured",
-            )
-        })?;
+        let credentials = match self.credentials {
+            Some(c) => c,
+            None => {
+                let mut env = ProviderEnv::process();
+                if let Some(h) = &self.http {
+                    env = env.with_http_client(h.clone());
+                }
+                Arc::new(DefaultCredentialsChain::new(env))
+            }
+        };
         Ok(AcrClient {
-            http: http::build_client(self.timeouts)?,
+            http: http::client_or_shared(self.http.as_ref(), self.timeouts)?,
             host: host_header(&base),
             base,
             region: self.region,
@@ -232,6 +257,7 @@ impl AcrClient {
             algorithm: SignatureAlgorithm::default(),
             clock: None,
             read_env: true,
+            http: None,
         }
     }
 
@@ -476,11 +502,37 @@ impl AcrClient {
     }
 }
 
+/// Whether `id` looks like an Enterprise Edition instance id: `cri-` and at least one more
+/// character, ASCII letters, digits, `-` and `_` only.
+///
+/// ```
+/// use acr_auth_core::acr::is_instance_id;
+/// assert!(is_instance_id("cri-abcdefghijklmnop"));
+/// assert!(!is_instance_id(""));
+/// assert!(!is_instance_id("cri-"));
+/// assert!(!is_instance_id("registry.cn-hangzhou.aliyuncs.com"));
+/// assert!(!is_instance_id("cri-abc def"));
+/// ```
+pub fn is_instance_id(id: &str) -> bool {
+    id.strip_prefix("cri-").is_some_and(|rest| {
+        !rest.is_empty()
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
 fn check_instance_id(instance_id: &str, context: &str) -> Result<(), Error> {
     if instance_id.is_empty() {
         return Err(Error::invalid_input(
             context,
-            "instance id is empty (Enterprise Edition ids look like cri-xxxxxxxx)",
+            "instance id is empty (Enterprise Edition ids look like cri-xxxxxxxx; the Personal Edition has its own call)",
+        ));
+    }
+    if !is_instance_id(instance_id) {
+        return Err(Error::invalid_input(
+            context,
+            format!("{instance_id:?} is not an Enterprise Edition instance id (cri-xxxxxxxx)"),
         ));
     }
     Ok(())
@@ -644,6 +696,31 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn malformed_instance_ids_are_refused_before_any_request() {
+        // Nothing listens on port 1: a request would be a transport error.
+        let client = AcrClient::builder("cn-hangzhou")
+            .credentials(Credentials::new("a", "b"))
+            .endpoint(Endpoint::Url("http://127.0.0.1:1".into()))
+            .retry(RetryPolicy::none())
+            .build()
+            .unwrap();
+        for id in [
+            "",
+            "cri-",
+            "cri-a b",
+            "registry.cn-hangzhou.aliyuncs.com",
+            "i-123",
+        ] {
+            let e = client.get_authorization_token(id).await.unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{id:?}: {e}");
+            let e = client.list_instance_endpoint(id).await.unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{id:?}: {e}");
+        }
+        let e = client.get_authorization_token("cri-abc").await.unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Transport, "{e}");
+    }
+
     #[test]
     fn nonce_is_32_lowercase_hex_and_fresh() {
         let (a, b) = (new_nonce(), new_nonce());
@@ -681,10 +758,14 @@ mod tests {
             .build()
             .unwrap_err();
         assert!(bad.to_string().contains("region \"cn beijing\""), "{bad}");
-        let no_creds = AcrClient::builder("cn-beijing")
+        // Without credentials: the default chain, not an error.
+        let default_chain = AcrClient::builder("cn-beijing")
             .read_env(false)
             .build()
-            .unwrap_err();
-        assert_eq!(no_creds.kind(), crate::ErrorKind::Credentials);
+            .unwrap();
+        assert!(
+            format!("{default_chain:?}").contains("DefaultCredentialsChain"),
+            "{default_chain:?}"
+        );
     }
 }

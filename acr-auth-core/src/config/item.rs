@@ -11,7 +11,20 @@ use crate::SecretString;
 pub const DEFAULT_EXPIRE_DURATION: Duration = Duration::from_secs(3600);
 
 /// One registry to serve.
+///
+/// Fields may be added in minor releases: start from [`RegistryItem::enterprise`] or
+/// [`RegistryItem::personal`] and set what you need.
+///
+/// ```
+/// use acr_auth_core::config::RegistryItem;
+/// let mut item = RegistryItem::enterprise("cri-abcdefghijklmnop");
+/// item.region_id = Some("cn-beijing".into());
+/// item.assume_role_arn = Some("acs:ram::1234567890:role/acr-puller".into());
+/// assert!(item.is_enterprise());
+/// assert!(!RegistryItem::personal().is_enterprise());
+/// ```
 #[derive(Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct RegistryItem {
     /// `instanceId`: `cri-...` for Enterprise Edition; `None` for Personal Edition.
     pub instance_id: Option<String>,
@@ -40,6 +53,23 @@ pub struct RegistryItem {
 }
 
 impl RegistryItem {
+    /// An Enterprise Edition instance (`cri-...`) in the cluster's region, every domain, the
+    /// base identity, default session length.
+    pub fn enterprise(instance_id: impl Into<String>) -> Self {
+        Self {
+            instance_id: Some(instance_id.into()),
+            ..Self::personal()
+        }
+    }
+
+    /// The Personal Edition registry of the cluster's region, with the base identity.
+    pub fn personal() -> Self {
+        Self {
+            expire_duration: DEFAULT_EXPIRE_DURATION,
+            ..Self::default()
+        }
+    }
+
     /// Whether this is an Enterprise Edition instance.
     pub fn is_enterprise(&self) -> bool {
         self.instance_id.is_some()

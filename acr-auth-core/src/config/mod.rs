@@ -64,8 +64,10 @@ pub enum FailurePolicy {
     Fail,
 }
 
-/// `webhook-configuration`.
+/// `webhook-configuration`. Fields may be added in minor releases: start from
+/// [`WebhookConfig::default`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WebhookConfig {
     /// `enable`.
     pub enabled: bool,
@@ -86,7 +88,19 @@ impl Default for WebhookConfig {
 }
 
 /// The whole configuration.
+///
+/// Fields may be added in minor releases: start from [`HelperConfig::default`] (or parse one
+/// with [`HelperConfig::from_manifest`]) and set what you need.
+///
+/// ```
+/// use acr_auth_core::config::{HelperConfig, RegistryItem};
+/// let mut config = HelperConfig::default();
+/// config.registries.push(RegistryItem::enterprise("cri-abcdefghijklmnop"));
+/// config.webhook.enabled = true;
+/// assert_eq!(config.secret_name, "acr-credential-secret-aggregation");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HelperConfig {
     /// `service-account` (default `default`).
     pub service_accounts: Selection,

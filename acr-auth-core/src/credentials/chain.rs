@@ -27,6 +27,9 @@ const SOURCES: [&str; 6] = [
 /// A source that is not set up here is skipped; the first that yields credentials is used from
 /// then on; a source that is set up but fails stops the chain. The error says, for every
 /// source tried, why it was skipped or how it failed.
+///
+/// Creating the chain reads nothing: the sources are looked at on the first
+/// [`provide_credentials`](ProvideCredentials::provide_credentials).
 #[derive(Debug)]
 pub struct DefaultCredentialsChain {
     env: ProviderEnv,
@@ -42,6 +45,13 @@ impl DefaultCredentialsChain {
             profile: None,
             chosen: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// Every source calls out with `client` instead of the process-wide shared client (same as
+    /// building the chain over [`ProviderEnv::with_http_client`]).
+    pub fn with_http_client(mut self, client: reqwest::Client) -> Self {
+        self.env = self.env.with_http_client(client);
+        self
     }
 
     /// Use this aliyun CLI profile instead of `ALIBABA_CLOUD_PROFILE` / `current`.
@@ -94,11 +104,20 @@ impl DefaultCredentialsChain {
                     let _ = write!(tried, "{}. {source}: skipped, {}; ", i + 1, e.message());
                 }
                 Err(e) => {
-                    let _ = write!(tried, "{}. {source}: FAILED, {e}", i + 1);
+                    // The status, Code and RequestId move to the chain's error (its Display
+                    // shows them once, up front).
+                    let _ = write!(
+                        tried,
+                        "{}. {source}: FAILED, {}: {}",
+                        i + 1,
+                        e.context(),
+                        e.message()
+                    );
                     return Err(Error::credentials(
                         CTX,
                         format!("a configured source failed. {tried}"),
-                    ));
+                    )
+                    .caused_by(e));
                 }
             }
         }

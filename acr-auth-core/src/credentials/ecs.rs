@@ -50,10 +50,13 @@ impl EcsMetadataProvider {
             )
         })?;
         Ok(Self {
-            http: http::build_client(Timeouts {
-                connect: Duration::from_secs(1),
-                read: Duration::from_secs(1),
-            })?,
+            http: http::client_or_shared(
+                env.http_client(),
+                Timeouts {
+                    connect: Duration::from_secs(1),
+                    read: Duration::from_secs(1),
+                },
+            )?,
             base,
             role_name: env.var("ALIBABA_CLOUD_ECS_METADATA"),
             imdsv1_disabled: env.flag("ALIBABA_CLOUD_IMDSV1_DISABLED"),
@@ -61,6 +64,13 @@ impl EcsMetadataProvider {
             credentials: ExpiringCache::new(super::DEFAULT_STS_THRESHOLD, env.clock().clone()),
             env: env.clone(),
         })
+    }
+
+    /// Uses `client` for the metadata service (default: the environment's, else the
+    /// process-wide shared client with 1 s timeouts).
+    pub fn with_http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = client;
+        self
     }
 
     /// Sets the role name instead of discovering it.
@@ -109,8 +119,12 @@ impl EcsMetadataProvider {
             Ok(t) => Ok(Some(t)),
             Err(e) if self.imdsv1_disabled => Err(Error::credentials(
                 CTX,
-                format!("the hardened-mode session token failed and ALIBABA_CLOUD_IMDSV1_DISABLED=true: {e}"),
-            )),
+                format!(
+                    "the hardened-mode session token failed and ALIBABA_CLOUD_IMDSV1_DISABLED=true: {}",
+                    e.message()
+                ),
+            )
+            .caused_by(e)),
             Err(e) => {
                 tracing::debug!(error = %e, "no metadata session token; using plain mode");
                 if e.kind() == ErrorKind::Transport || e.kind() == ErrorKind::Timeout {

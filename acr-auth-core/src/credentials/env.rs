@@ -70,6 +70,7 @@ pub struct ProviderEnv {
     memory_fs: Option<InMemoryFs>,
     home: Option<PathBuf>,
     clock: SharedClock,
+    http: Option<reqwest::Client>,
 }
 
 impl fmt::Debug for ProviderEnv {
@@ -91,6 +92,7 @@ impl ProviderEnv {
             memory_fs: None,
             home: std::env::var_os("HOME").map(PathBuf::from),
             clock: system_clock(),
+            http: None,
         }
     }
 
@@ -113,6 +115,7 @@ impl ProviderEnv {
             memory_fs: Some(fs),
             home: None,
             clock: system_clock(),
+            http: None,
         }
     }
 
@@ -143,6 +146,26 @@ impl ProviderEnv {
     pub fn with_clock(mut self, clock: SharedClock) -> Self {
         self.clock = clock;
         self
+    }
+
+    /// The HTTP client every provider built from this environment uses (STS, ECS metadata,
+    /// credentials URI, and the default chain's sources), instead of the process-wide shared
+    /// one ([`crate::http::shared_client`]). Its own settings (timeouts, proxy, TLS) apply.
+    ///
+    /// ```
+    /// use acr_auth_core::credentials::ProviderEnv;
+    /// let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    /// let env = ProviderEnv::process().with_http_client(client);
+    /// assert!(env.http_client().is_some());
+    /// ```
+    pub fn with_http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    /// The HTTP client given with [`ProviderEnv::with_http_client`], if any.
+    pub fn http_client(&self) -> Option<&reqwest::Client> {
+        self.http.as_ref()
     }
 
     /// A variable, `None` when unset or empty.

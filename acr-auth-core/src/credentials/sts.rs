@@ -78,7 +78,12 @@ pub(crate) struct StsCaller {
 }
 
 impl StsCaller {
-    pub(crate) fn new(endpoint: &str, env: ProviderEnv, context: &str) -> Result<Self, Error> {
+    pub(crate) fn new(
+        endpoint: &str,
+        env: ProviderEnv,
+        http_client: Option<&reqwest::Client>,
+        context: &str,
+    ) -> Result<Self, Error> {
         let base = Url::parse(endpoint).map_err(|e| {
             Error::invalid_input(
                 context,
@@ -86,7 +91,7 @@ impl StsCaller {
             )
         })?;
         Ok(Self {
-            http: http::build_client(Timeouts::default())?,
+            http: http::client_or_shared(http_client.or(env.http_client()), Timeouts::default())?,
             base,
             retry: RetryPolicy::default(),
             env,
@@ -283,6 +288,12 @@ macro_rules! session_setters {
             self.threshold = threshold;
             self
         }
+        /// The HTTP client for STS calls (default: the environment's
+        /// ([`ProviderEnv::with_http_client`]), else the process-wide shared one).
+        pub fn http_client(mut self, client: reqwest::Client) -> Self {
+            self.http = Some(client);
+            self
+        }
     };
 }
 
@@ -313,6 +324,7 @@ pub struct AssumeRoleBuilder {
     vpc: bool,
     threshold: Duration,
     env: ProviderEnv,
+    http: Option<reqwest::Client>,
 }
 
 impl AssumeRoleProvider {
@@ -333,6 +345,7 @@ impl AssumeRoleProvider {
             vpc: false,
             threshold: DEFAULT_STS_THRESHOLD,
             env: ProviderEnv::process(),
+            http: None,
         }
     }
 
@@ -384,7 +397,7 @@ impl AssumeRoleBuilder {
             &self.env,
         );
         Ok(AssumeRoleProvider {
-            caller: StsCaller::new(&endpoint, self.env.clone(), CTX)?,
+            caller: StsCaller::new(&endpoint, self.env.clone(), self.http.as_ref(), CTX)?,
             cache: ExpiringCache::new(self.threshold, self.env.clock().clone()),
             source: self.source,
             role_arn: self.role_arn,
@@ -440,6 +453,7 @@ pub struct OidcBuilder {
     vpc: bool,
     threshold: Duration,
     env: ProviderEnv,
+    http: Option<reqwest::Client>,
 }
 
 impl OidcProvider {
@@ -492,6 +506,7 @@ impl OidcProvider {
             vpc: false,
             threshold: DEFAULT_STS_THRESHOLD,
             env: ProviderEnv::process(),
+            http: None,
         }
     }
 
@@ -593,7 +608,7 @@ impl OidcBuilder {
             &self.env,
         );
         Ok(OidcProvider {
-            caller: StsCaller::new(&endpoint, self.env.clone(), CTX)?,
+            caller: StsCaller::new(&endpoint, self.env.clone(), self.http.as_ref(), CTX)?,
             cache: ExpiringCache::new(self.threshold, self.env.clock().clone()),
             role_arn: self.role_arn,
             provider_arn: self.provider_arn,

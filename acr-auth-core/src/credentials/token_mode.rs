@@ -61,8 +61,10 @@ pub enum IdentitySource {
     DefaultChain,
 }
 
-/// What the cluster has, as seen at start-up.
+/// What the cluster has, as seen at start-up. Fields may be added in minor releases: start
+/// from [`ClusterFacts::default`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct ClusterFacts {
     /// Creation time of namespace `kube-system` (the cluster's creation time).
     pub kube_system_created: Option<SystemTime>,
@@ -91,7 +93,8 @@ pub fn managed_role_since() -> SystemTime {
 ///
 /// ```
 /// use acr_auth_core::credentials::{resolve_token_mode, ClusterFacts, IdentitySource, TokenMode};
-/// let facts = ClusterFacts { addon_secret: true, ..ClusterFacts::default() };
+/// let mut facts = ClusterFacts::default();
+/// facts.addon_secret = true;
 /// let (source, why) = resolve_token_mode(TokenMode::Auto, &facts);
 /// assert_eq!(source, IdentitySource::AddonSecret);
 /// assert!(why.contains("alibaba-addon-secret"));

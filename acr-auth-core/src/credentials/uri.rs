@@ -28,10 +28,16 @@ impl CredentialsUriProvider {
         let uri = Url::parse(uri)
             .map_err(|e| Error::invalid_input(CTX, format!("{uri:?} is not a URL: {e}")))?;
         Ok(Self {
-            http: http::build_client(Timeouts::default())?,
+            http: http::client_or_shared(env.http_client(), Timeouts::default())?,
             uri,
             cache: ExpiringCache::new(super::DEFAULT_STS_THRESHOLD, env.clock().clone()),
         })
+    }
+
+    /// Uses `client` (default: the environment's, else the process-wide shared client).
+    pub fn with_http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = client;
+        self
     }
 
     /// From `ALIBABA_CLOUD_CREDENTIALS_URI`; not configured when it is unset.

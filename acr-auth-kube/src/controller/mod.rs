@@ -51,8 +51,26 @@ const RENEW_TOGETHER: Duration = Duration::from_secs(1);
 /// Writes in flight at once during a pass.
 const WRITE_CONCURRENCY: usize = 16;
 
-/// What the controller needs to run.
+/// What the controller needs to run. Fields may be added in minor releases: build it with
+/// [`ControllerSettings::new`] and set the rest.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use acr_auth_core::credentials::Credentials;
+/// use acr_auth_core::source::SourceSettings;
+/// use acr_auth_kube::controller::ControllerSettings;
+/// let sources = SourceSettings::new(
+///     "cn-hangzhou",
+///     Arc::new(Credentials::new("LTAI-example", "example-secret")),
+///     "static AccessKey",
+/// );
+/// let mut settings = ControllerSettings::new(sources);
+/// settings.resync = Duration::from_secs(60);
+/// settings.dry_run = true;
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ControllerSettings {
     /// Namespace of the configuration ConfigMap (`kube-system`).
     pub config_namespace: String,

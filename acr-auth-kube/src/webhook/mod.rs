@@ -204,8 +204,16 @@ pub trait ReviewContext: Send + Sync + 'static {
     fn namespace(&self, name: &str) -> NamespaceInfo;
 }
 
-/// Bounds of the webhook server: what a slow, hostile or broken client can hold.
+/// Bounds of the webhook server: what a slow, hostile or broken client can hold. Fields may
+/// be added in minor releases: start from [`ServerLimits::default`].
+///
+/// ```
+/// use acr_auth_kube::webhook::ServerLimits;
+/// let mut limits = ServerLimits::default();
+/// limits.max_connections = 64;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServerLimits {
     /// The TLS handshake must finish within this.
     pub handshake_timeout: std::time::Duration,
@@ -428,7 +436,17 @@ pub async fn serve_certificate(
 }
 
 /// Where the API server reaches the webhook, and the CA it trusts.
+///
+/// ```
+/// use acr_auth_kube::webhook::{WebhookSettings, PATH};
+/// let settings = WebhookSettings::new(
+///     serde_json::json!({"url": format!("https://127.0.0.1:8443{PATH}")}),
+///     "-----BEGIN CERTIFICATE-----\n...",
+/// );
+/// assert!(settings.client_config["url"].is_string());
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct WebhookSettings {
     /// `clientConfig` without `caBundle`: `{"service": {"name", "namespace", "path", "port"}}`
     /// in a cluster, `{"url": ...}` elsewhere.
@@ -446,6 +464,25 @@ impl WebhookSettings {
         self.serving
             .as_ref()
             .map_or_else(|| self.ca_pem.clone(), ServingCertificate::ca_pem)
+    }
+
+    /// The webhook at `client_config` (without `caBundle`), trusted through `ca_pem`.
+    pub fn new(client_config: Value, ca_pem: impl Into<String>) -> Self {
+        Self {
+            client_config,
+            ca_pem: ca_pem.into(),
+            serving: None,
+        }
+    }
+
+    /// The webhook at `client_config`, trusted through the CA bundle of the certificate
+    /// `serving` presents, whichever it is when the configuration is written.
+    pub fn serving(client_config: Value, serving: ServingCertificate) -> Self {
+        Self {
+            client_config,
+            ca_pem: serving.ca_pem(),
+            serving: Some(serving),
+        }
     }
 }
 
@@ -687,11 +724,9 @@ mod tests {
     #[test]
     fn the_configuration_carries_policy_timeout_and_ca() {
         let mut c = config(&[]);
-        c.webhook = acr_auth_core::config::WebhookConfig {
-            enabled: true,
-            failure_policy: FailurePolicy::Fail,
-            timeout_seconds: 5,
-        };
+        c.webhook.enabled = true;
+        c.webhook.failure_policy = FailurePolicy::Fail;
+        c.webhook.timeout_seconds = 5;
         let v = configuration(&c, json!({"url": "https://127.0.0.1:1/x"}), "PEM");
         let hook = &v["webhooks"][0];
         assert_eq!(hook["failurePolicy"], "Fail");

@@ -121,17 +121,18 @@ impl Running {
 
 /// The settings the tests start from: the fake cloud, a fixed AccessKey it knows.
 pub fn settings(cloud: &FakeCloud) -> ControllerSettings {
-    ControllerSettings::new(SourceSettings {
-        cluster_region: "cn-hangzhou".into(),
-        base_identity: Arc::new(Credentials::new("LTAItestkey", "test-secret")),
-        base_identity_name: "test key".into(),
-        env: ProviderEnv::from_vars([
-            ("ACR_AUTH_STS_ENDPOINT", cloud.url()),
-            ("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true".into()),
-        ]),
-        acr_endpoint: Some(Endpoint::Url(cloud.url())),
-        retry: RetryPolicy::none(),
-    })
+    let mut sources = SourceSettings::new(
+        "cn-hangzhou",
+        Arc::new(Credentials::new("LTAItestkey", "test-secret")),
+        "test key",
+    );
+    sources.env = ProviderEnv::from_vars([
+        ("ACR_AUTH_STS_ENDPOINT", cloud.url()),
+        ("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true".into()),
+    ]);
+    sources.acr_endpoint = Some(Endpoint::Url(cloud.url()));
+    sources.retry = RetryPolicy::none();
+    ControllerSettings::new(sources)
 }
 
 /// A client of `kube` authenticating with bearer `token` (the fake records it as the user).

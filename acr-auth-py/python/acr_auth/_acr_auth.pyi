@@ -5,6 +5,16 @@ from typing import Any, Awaitable, Dict, List, Mapping, Optional, Tuple, Union, 
 
 from typing_extensions import disjoint_base
 
+from ._types import (
+    HostOverride,
+    InstanceEndpoint,
+    JsonPatchOperation,
+    RegistryItem,
+    ResolvedHost,
+    SecretManifest,
+    WebhookConfig,
+)
+
 __all__ = [
     "AcrClient",
     "AssumeRoleCredentials",
@@ -14,6 +24,7 @@ __all__ = [
     "EcsMetadataCredentials",
     "EnvCredentials",
     "HelperConfig",
+    "LoginResolver",
     "OidcCredentials",
     "ProfileCredentials",
     "RegistryToken",
@@ -118,6 +129,10 @@ class DefaultCredentialChain(CredentialsProvider):
 
 @final
 class RegistryToken:
+    def __new__(cls, username: str, password: str, expires_at: datetime) -> "RegistryToken": ...
+    def __reduce__(self) -> Tuple[Any, Tuple[str, str, datetime]]: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
     @property
     def username(self) -> str: ...
     @property
@@ -133,11 +148,36 @@ class AcrClient:
         credentials: Optional[CredentialsProvider] = None,
         endpoint: Optional[str] = None,
         vpc: bool = False,
+        *,
+        connect_timeout: Optional[float] = None,
+        read_timeout: Optional[float] = None,
+        max_attempts: Optional[int] = None,
+        initial_backoff: Optional[float] = None,
+        max_backoff: Optional[float] = None,
     ) -> "AcrClient": ...
     def get_authorization_token(self, instance_id: Optional[str] = None) -> RegistryToken: ...
     def get_authorization_token_async(self, instance_id: Optional[str] = None) -> Awaitable[RegistryToken]: ...
-    def list_instance_endpoints(self, instance_id: str) -> List[Dict[str, Any]]: ...
-    def list_instance_endpoints_async(self, instance_id: str) -> Awaitable[List[Dict[str, Any]]]: ...
+    def list_instance_endpoints(self, instance_id: str) -> List[InstanceEndpoint]: ...
+    def list_instance_endpoints_async(self, instance_id: str) -> Awaitable[List[InstanceEndpoint]]: ...
+
+@final
+class LoginResolver:
+    def __new__(
+        cls,
+        credentials: Optional[CredentialsProvider] = None,
+        overrides: Optional[Mapping[str, HostOverride]] = None,
+        endpoint: Optional[str] = None,
+        *,
+        connect_timeout: Optional[float] = None,
+        read_timeout: Optional[float] = None,
+        max_attempts: Optional[int] = None,
+        initial_backoff: Optional[float] = None,
+        max_backoff: Optional[float] = None,
+    ) -> "LoginResolver": ...
+    def resolve(self, server: str) -> ResolvedHost: ...
+    def resolve_async(self, server: str) -> Awaitable[ResolvedHost]: ...
+    def login(self, server: str) -> RegistryToken: ...
+    def login_async(self, server: str) -> Awaitable[RegistryToken]: ...
 
 @final
 class HelperConfig:
@@ -162,16 +202,16 @@ class HelperConfig:
     @property
     def warnings(self) -> List[str]: ...
     @property
-    def registries(self) -> List[Dict[str, Any]]: ...
+    def registries(self) -> List[RegistryItem]: ...
     @property
-    def webhook(self) -> Dict[str, Any]: ...
+    def webhook(self) -> WebhookConfig: ...
 
 def docker_config_json(entries: Mapping[str, Union[RegistryToken, Tuple[str, str]]]) -> str: ...
 def desired_secret(
     namespace: str,
     entries: Mapping[str, Union[RegistryToken, Tuple[str, str]]],
     secret_name: str = "acr-credential-secret-aggregation",
-) -> Dict[str, Any]: ...
+) -> SecretManifest: ...
 def service_account_patch(
     service_account: Mapping[str, Any], secret_name: str = "acr-credential-secret-aggregation"
-) -> Optional[List[Dict[str, Any]]]: ...
+) -> Optional[List[JsonPatchOperation]]: ...

@@ -1,7 +1,9 @@
 """The exception hierarchy of acr_auth. Raised by the native module; never contains a secret."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
+
+from ._types import ConfigProblem
 
 
 class AcrAuthError(Exception):
@@ -60,9 +62,10 @@ class ConfigError(AcrAuthError, ValueError):
     """An ``acr-configuration`` is invalid.
 
     Attributes:
-        errors: every problem, as dicts with ``key``, ``path``, ``line``, ``column``, ``message``.
+        errors: every problem, as dicts with ``key``, ``path``, ``line``, ``column``, ``message``
+            (``ConfigProblem``).
     """
 
-    def __init__(self, text: str, *, errors: Optional[List[Dict[str, Any]]] = None, **kwargs: Any) -> None:
+    def __init__(self, text: str, *, errors: Optional[List[ConfigProblem]] = None, **kwargs: Any) -> None:
         super().__init__(text, kind="config", **kwargs)
-        self.errors: List[Dict[str, Any]] = list(errors or [])
+        self.errors: List[ConfigProblem] = list(errors or [])

@@ -192,13 +192,11 @@ fn host_overrides(args: &Args) -> Result<HashMap<String, HostOverride>, String> 
         if host.trim().is_empty() || instance.is_empty() || region.is_empty() {
             return Err(bad());
         }
-        map.insert(
-            normalize_host(host),
-            HostOverride {
-                instance_id: Some(instance.to_owned()),
-                region: Some(region.to_owned()),
-            },
-        );
+        map.insert(normalize_host(host), {
+            let mut o = HostOverride::enterprise(instance);
+            o.region = Some(region.to_owned());
+            o
+        });
     }
     Ok(map)
 }

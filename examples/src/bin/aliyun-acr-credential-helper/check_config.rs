@@ -26,15 +26,15 @@ pub struct CheckConfigArgs {
 /// placeholder base identity and region and without any network call, so settings the parser
 /// accepts but `run` refuses (a role session name with a space, a malformed region) fail here.
 fn validate_sources(config: &HelperConfig) -> Result<(), acr_auth_core::Error> {
-    let settings = SourceSettings {
-        cluster_region: PLACEHOLDER_REGION.to_owned(),
-        base_identity: Arc::new(Credentials::new("placeholder", "placeholder")),
-        base_identity_name: "the base identity (tokenMode)".to_owned(),
-        // The file is checked, not this machine's environment.
-        env: ProviderEnv::from_vars(Vec::<(String, String)>::new()),
-        acr_endpoint: Some(Endpoint::Public),
-        retry: RetryPolicy::none(),
-    };
+    let mut settings = SourceSettings::new(
+        PLACEHOLDER_REGION,
+        Arc::new(Credentials::new("placeholder", "placeholder")),
+        "the base identity (tokenMode)",
+    );
+    // The file is checked, not this machine's environment.
+    settings.env = ProviderEnv::from_vars(Vec::<(String, String)>::new());
+    settings.acr_endpoint = Some(Endpoint::Public);
+    settings.retry = RetryPolicy::none();
     RegistrySources::build(config, &settings).map(drop)
 }
 

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use acr_auth_core::acr::RegistryHost;
 use acr_auth_core::credentials::{ProviderEnv, TokenMode};
 use acr_auth_core::docker_config::DockerConfig;
-use acr_auth_core::http::RetryPolicy;
 use acr_auth_core::source::SourceSettings;
 use acr_auth_kube::controller::{Controller, ControllerSettings};
 use acr_auth_kube::identity::resolve_base_identity;
@@ -132,14 +131,14 @@ pub async fn run() -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     println!("\nbase identity: {}", identity.reason);
-    let settings = ControllerSettings::new(SourceSettings {
-        cluster_region: "cn-hangzhou".into(),
-        base_identity: identity.provider,
-        base_identity_name: format!("{:?}", identity.source),
-        env,
-        acr_endpoint: Some(acr_auth_core::acr::Endpoint::Url(cloud.url())),
-        retry: RetryPolicy::default(),
-    });
+    let mut sources = SourceSettings::new(
+        "cn-hangzhou",
+        identity.provider,
+        format!("{:?}", identity.source),
+    );
+    sources.env = env;
+    sources.acr_endpoint = Some(acr_auth_core::acr::Endpoint::Url(cloud.url()));
+    let settings = ControllerSettings::new(sources);
     let setup_writes = kube.count("create", Some("secrets"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let controller = tokio::spawn(Controller::new(client, settings).run(async {

@@ -179,11 +179,7 @@ async fn webhook_setup(
             "port": args.webhook_service_port,
         }}),
     };
-    let settings = WebhookSettings {
-        client_config,
-        ca_pem: serving.ca_pem(),
-        serving: Some(serving.clone()),
-    };
+    let settings = WebhookSettings::serving(client_config, serving.clone());
     Ok((serving, settings, task))
 }
 
@@ -278,32 +274,28 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
         }
         None => None,
     };
-    let settings = ControllerSettings {
-        config_namespace: args.config_namespace.clone(),
-        config_name: args.config_name,
-        sources: SourceSettings {
-            cluster_region: region,
-            base_identity: identity.provider,
-            base_identity_name: format!("{:?}", identity.source),
-            env,
-            acr_endpoint: None,
-            retry: RetryPolicy::default(),
-        },
-        dry_run: args.dry_run,
-        resync: Duration::from_secs(300),
-        webhook: webhook.as_ref().map(|(_, s, _)| s.clone()),
-        leader_election: args.leader_elect.then(|| {
-            LeaseSettings::new(
-                own_namespace.clone(),
-                args.lease_name.clone(),
-                args.identity
-                    .clone()
-                    .unwrap_or_else(|| format!("{}_{}", host_name(), std::process::id())),
-            )
-        }),
-        identity_refresh: Some(args.token_mode),
-        renewal_spread: args.renewal_spread,
-    };
+    let mut sources =
+        SourceSettings::new(region, identity.provider, format!("{:?}", identity.source));
+    sources.env = env;
+    sources.acr_endpoint = None;
+    sources.retry = RetryPolicy::default();
+    let mut settings = ControllerSettings::new(sources);
+    settings.config_namespace = args.config_namespace.clone();
+    settings.config_name = args.config_name;
+    settings.dry_run = args.dry_run;
+    settings.resync = Duration::from_secs(300);
+    settings.webhook = webhook.as_ref().map(|(_, s, _)| s.clone());
+    settings.leader_election = args.leader_elect.then(|| {
+        LeaseSettings::new(
+            own_namespace.clone(),
+            args.lease_name.clone(),
+            args.identity
+                .clone()
+                .unwrap_or_else(|| format!("{}_{}", host_name(), std::process::id())),
+        )
+    });
+    settings.identity_refresh = Some(args.token_mode);
+    settings.renewal_spread = args.renewal_spread;
     let controller = Controller::new(client, settings);
     let (stop_ops, ops_stopped) = tokio::sync::oneshot::channel::<()>();
     let ops_task = match args.metrics_addr {
