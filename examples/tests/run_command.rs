@@ -393,6 +393,92 @@ async fn run_serves_the_webhook_with_a_mounted_certificate() {
     );
 }
 
+/// The binary's generated certificate with `--webhook-url https://127.0.0.1:...`: a certificate
+/// left by an earlier run that named only the Service is re-issued for 127.0.0.1, so the API
+/// server (which checks the name against the caBundle) can call the webhook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_reissues_an_earlier_certificate_for_the_webhook_url_host() {
+    use acr_auth_kube::webhook::WebhookCertificate;
+    let (cloud, kube, dir) = setup(FakeCloudConfig::sample()).await;
+    let cm = kube
+        .get("configmaps", "kube-system", "acr-configuration")
+        .unwrap();
+    let mut data = cm["data"].clone();
+    data["webhook-configuration"] = "enable: true\nfailure-policy: Fail\n".into();
+    data["service-account"] = "*".into();
+    let http = acr_auth_testkit::http_client();
+    let updated = http
+        .put(format!(
+            "{}/api/v1/namespaces/kube-system/configmaps/acr-configuration",
+            kube.url()
+        ))
+        .json(&serde_json::json!({"metadata": {"name": "acr-configuration", "namespace": "kube-system"}, "data": data}))
+        .send()
+        .await
+        .unwrap();
+    assert!(updated.status().is_success());
+    let now = acr_auth_core::time::Clock::now(&acr_auth_core::time::SystemClock);
+    let earlier = WebhookCertificate::generate(
+        &["aliyun-acr-credential-helper.kube-system.svc".into()],
+        &[],
+        now,
+    )
+    .unwrap();
+    let created = http
+        .post(format!("{}/api/v1/namespaces/kube-system/secrets", kube.url()))
+        .json(&serde_json::json!({
+            "metadata": {"name": "aliyun-acr-credential-helper-webhook-cert",
+                         "labels": {"app.kubernetes.io/managed-by": "aliyun-acr-credential-helper"}},
+            "type": "kubernetes.io/tls",
+            "stringData": {"ca.crt": earlier.ca_pem, "tls.crt": earlier.cert_pem, "tls.key": earlier.key_pem()}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success());
+    let port = free_port();
+    let _child = spawn_run(
+        &[
+            "run",
+            "--webhook-addr",
+            &format!("127.0.0.1:{port}"),
+            "--webhook-url",
+            &format!("https://127.0.0.1:{port}/mutate-serviceaccounts"),
+        ],
+        &env(dir.path(), &cloud),
+        &[],
+        std::process::Stdio::null(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while kube
+        .get(
+            "admissionregistration.k8s.io/mutatingwebhookconfigurations",
+            "",
+            "aliyun-acr-credential-helper",
+        )
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "no MutatingWebhookConfiguration");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let created: Value = http
+        .post(format!(
+            "{}/api/v1/namespaces/team-a/serviceaccounts",
+            kube.url()
+        ))
+        .json(&serde_json::json!({"metadata": {"name": "release-sa"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        created["imagePullSecrets"],
+        serde_json::json!([{"name": "acr-credential-secret-aggregation"}]),
+        "the API server could not call the webhook: {created}"
+    );
+}
+
 #[tokio::test]
 async fn run_without_a_region_says_how_to_set_it() {
     let kube = FakeKube::start().await.unwrap();

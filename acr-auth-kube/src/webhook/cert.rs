@@ -131,7 +131,9 @@ impl WebhookCertificate {
         let err = |e: rcgen::Error| CertificateError::Generate(e.to_string());
         let ca_key = rcgen::KeyPair::generate().map_err(err)?;
         let not_before = time::OffsetDateTime::from(now) - time::Duration::hours(1);
-        let ca_not_after = time::OffsetDateTime::from(now + CA_VALIDITY);
+        // Whole seconds: the end is also kept as an RFC 3339 annotation.
+        let ca_end = whole_seconds(now + CA_VALIDITY);
+        let ca_not_after = time::OffsetDateTime::from(ca_end);
         let ca_cert = ca_params(not_before, ca_not_after)
             .self_signed(&ca_key)
             .map_err(err)?;
@@ -140,7 +142,7 @@ impl WebhookCertificate {
             cert_pem: String::new(),
             key_pem: String::new(),
             ca_key_pem: Some(ca_key.serialize_pem()),
-            ca_not_after: Some(now + CA_VALIDITY),
+            ca_not_after: Some(ca_end),
         };
         c.issue_serving(dns_names, ips, now)?;
         Ok(c)
@@ -365,6 +367,13 @@ impl WebhookCertificate {
             "stringData": data,
         })
     }
+}
+
+fn whole_seconds(t: SystemTime) -> SystemTime {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
 }
 
 /// The PEM blocks of `pem`, each with its armour.
@@ -657,4 +666,137 @@ pub fn url_host(url: &str) -> Result<(Option<String>, Option<std::net::IpAddr>),
         Ok(ip) => (None, Some(ip)),
         Err(_) => (Some(host.to_ascii_lowercase()), None),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: Duration = Duration::from_secs(86400);
+
+    fn t0() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+    }
+
+    fn svc() -> Vec<String> {
+        vec!["hook.kube-system.svc".to_owned()]
+    }
+
+    fn localhost() -> Vec<std::net::IpAddr> {
+        vec!["127.0.0.1".parse().unwrap()]
+    }
+
+    #[test]
+    fn a_fresh_certificate_is_good_and_becomes_due_before_it_ends() {
+        let c = WebhookCertificate::generate(&svc(), &localhost(), t0()).unwrap();
+        assert!(c.has_ca_key());
+        assert_eq!(c.renewal_reason(&svc(), &localhost(), t0()), None);
+        // 274 days in: more than 90 days left. 276 days in: less.
+        assert_eq!(
+            c.renewal_reason(&svc(), &localhost(), t0() + DAY * 274),
+            None
+        );
+        let due = c.renewal_reason(&svc(), &localhost(), t0() + DAY * 276);
+        assert!(due.is_some_and(|r| r.contains("not valid 90 days from now")));
+        // A host it does not name.
+        let other: Vec<std::net::IpAddr> = vec!["10.0.0.7".parse().unwrap()];
+        assert!(c
+            .renewal_reason(&svc(), &other, t0())
+            .is_some_and(|r| r.contains("does not name 10.0.0.7")));
+        assert!(c
+            .renewal_reason(&["elsewhere.example".into()], &[], t0())
+            .is_some_and(|r| r.contains("does not name elsewhere.example")));
+    }
+
+    #[test]
+    fn renewal_keeps_the_ca_when_its_key_is_known() {
+        let c = WebhookCertificate::generate(&svc(), &[], t0()).unwrap();
+        let later = t0() + DAY * 300;
+        let r = c.renewed(&svc(), &localhost(), later).unwrap();
+        assert_eq!(r.ca_pem, c.ca_pem, "the caBundle does not change");
+        assert_ne!(r.cert_pem, c.cert_pem);
+        assert_ne!(r.key_pem(), c.key_pem());
+        // It chains to the same CA, names the new host and is good for a year from then.
+        assert_eq!(r.renewal_reason(&svc(), &localhost(), later), None);
+        assert_eq!(
+            r.renewal_reason(&svc(), &localhost(), later + DAY * 270),
+            None
+        );
+        // The old one is not valid for the new host.
+        assert!(c.renewal_reason(&svc(), &localhost(), t0()).is_some());
+    }
+
+    #[test]
+    fn without_the_ca_key_a_new_ca_is_made_and_the_old_one_stays_in_the_bundle() {
+        let old = WebhookCertificate::generate(&svc(), &[], t0()).unwrap();
+        // As mounted, or as an older version stored it: no CA key.
+        let mounted = WebhookCertificate::from_pem(
+            old.ca_pem.clone(),
+            old.cert_pem.clone(),
+            old.key_pem().into(),
+        )
+        .unwrap();
+        assert!(!mounted.has_ca_key());
+        let r = mounted.renewed(&svc(), &localhost(), t0()).unwrap();
+        let blocks = pem_blocks(&r.ca_pem);
+        assert_eq!(blocks.len(), 2);
+        assert_eq!(
+            blocks[1],
+            pem_blocks(&old.ca_pem)[0],
+            "the old CA is kept, second"
+        );
+        assert_ne!(blocks[0], blocks[1]);
+        assert_eq!(r.renewal_reason(&svc(), &localhost(), t0()), None);
+        // The old serving certificate is still trusted by the new bundle.
+        let old_leaf_new_bundle = WebhookCertificate {
+            ca_pem: r.ca_pem.clone(),
+            ..old.clone()
+        };
+        assert_eq!(old_leaf_new_bundle.renewal_reason(&svc(), &[], t0()), None);
+        // A second rotation does not grow the bundle beyond two.
+        let again =
+            WebhookCertificate::from_pem(r.ca_pem.clone(), r.cert_pem.clone(), r.key_pem().into())
+                .unwrap()
+                .renewed(&svc(), &[], t0())
+                .unwrap();
+        assert_eq!(pem_blocks(&again.ca_pem).len(), 2);
+    }
+
+    #[test]
+    fn a_ca_near_its_end_is_replaced() {
+        let c = WebhookCertificate::generate(&svc(), &[], t0()).unwrap();
+        // Nine and a half years on, less than a serving lifetime is left on the CA.
+        let late = t0() + DAY * (3650 - 180);
+        let r = c.renewed(&svc(), &[], late).unwrap();
+        assert_ne!(pem_blocks(&r.ca_pem)[0], pem_blocks(&c.ca_pem)[0]);
+        assert_eq!(r.renewal_reason(&svc(), &[], late), None);
+    }
+
+    #[test]
+    fn the_ca_key_never_shows_in_debug() {
+        let c = WebhookCertificate::generate(&svc(), &[], t0()).unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+    }
+
+    #[test]
+    fn webhook_url_hosts() {
+        assert_eq!(
+            url_host("https://127.0.0.1:9443/mutate").unwrap(),
+            (None, Some("127.0.0.1".parse().unwrap()))
+        );
+        assert_eq!(
+            url_host("https://[::1]:9443/x").unwrap(),
+            (None, Some("::1".parse().unwrap()))
+        );
+        assert_eq!(
+            url_host("https://Hook.Example.com/x").unwrap(),
+            (Some("hook.example.com".into()), None)
+        );
+        assert!(url_host("http://127.0.0.1/x")
+            .unwrap_err()
+            .contains("https only"));
+        assert!(url_host("not a url").is_err());
+    }
 }
