@@ -148,8 +148,31 @@ fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
     Ok(config)
 }
 
-/// Builds the shared reqwest client.
-pub(crate) fn build_client(timeouts: Timeouts) -> Result<reqwest::Client, Error> {
+/// A `reqwest::ClientBuilder` set up as this crate's own clients are: TLS through rustls (ring)
+/// verifying servers against the platform's trust store (`SSL_CERT_FILE` / `SSL_CERT_DIR` when
+/// set), and our user agent. Start here to bring your own client (a proxy, pool settings,
+/// default headers) and pass it to `AcrClientBuilder::http_client` or
+/// `ProviderEnv::with_http_client`; set its timeouts yourself.
+///
+/// This crate builds reqwest without a process-wide rustls crypto provider: a bare
+/// `reqwest::Client::new()` works only when your own dependency on reqwest enables one (its
+/// default features do) or after `rustls::crypto::ring::default_provider().install_default()`.
+/// A builder from this function needs neither.
+///
+/// ```
+/// use std::time::Duration;
+/// let client = acr_auth_core::http::client_builder()
+///     .unwrap()
+///     .connect_timeout(Duration::from_secs(3))
+///     .build()
+///     .unwrap();
+/// let acr = acr_auth_core::acr::AcrClient::builder("cn-hangzhou")
+///     .http_client(client)
+///     .build()
+///     .unwrap();
+/// # drop(acr);
+/// ```
+pub fn client_builder() -> Result<reqwest::ClientBuilder, Error> {
     let tls = tls_config().map_err(|e| {
         Error::new(
             ErrorKind::InvalidInput,
@@ -157,11 +180,16 @@ pub(crate) fn build_client(timeouts: Timeouts) -> Result<reqwest::Client, Error>
             format!("cannot set up TLS (trusted CA certificates: the system store, or SSL_CERT_FILE / SSL_CERT_DIR): {e}"),
         )
     })?;
-    reqwest::Client::builder()
+    Ok(reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
+        .user_agent(concat!("acr-auth/", env!("CARGO_PKG_VERSION"))))
+}
+
+/// Builds the shared reqwest client.
+pub(crate) fn build_client(timeouts: Timeouts) -> Result<reqwest::Client, Error> {
+    client_builder()?
         .connect_timeout(timeouts.connect)
         .read_timeout(timeouts.read)
-        .user_agent(concat!("acr-auth/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| {
             Error::new(

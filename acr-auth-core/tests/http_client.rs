@@ -115,7 +115,8 @@ async fn recording_server(body: &'static str) -> (String, Arc<Mutex<Vec<String>>
 fn user_client() -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("x-test-client", "user-given".parse().unwrap());
-    reqwest::Client::builder()
+    acr_auth_core::http::client_builder()
+        .unwrap()
         .default_headers(headers)
         .no_proxy()
         .build()

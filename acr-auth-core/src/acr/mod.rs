@@ -111,7 +111,8 @@ impl AcrClientBuilder {
     ///
     /// ```
     /// use acr_auth_core::acr::AcrClient;
-    /// let http = reqwest::Client::builder().https_only(true).build().unwrap();
+    /// // Start from `http::client_builder()` (TLS set up as ours), then add your settings.
+    /// let http = acr_auth_core::http::client_builder().unwrap().https_only(true).build().unwrap();
     /// let client = AcrClient::builder("cn-hangzhou").http_client(http).build().unwrap();
     /// # drop(client);
     /// ```

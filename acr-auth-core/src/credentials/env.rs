@@ -154,7 +154,7 @@ impl ProviderEnv {
     ///
     /// ```
     /// use acr_auth_core::credentials::ProviderEnv;
-    /// let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    /// let client = acr_auth_core::http::client_builder().unwrap().no_proxy().build().unwrap();
     /// let env = ProviderEnv::process().with_http_client(client);
     /// assert!(env.http_client().is_some());
     /// ```
