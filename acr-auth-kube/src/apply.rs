@@ -60,12 +60,25 @@ fn classify(e: kube::Error) -> ApplyError {
                 .as_ref()
                 .map(|d| d.retry_after_seconds)
                 .filter(|s| *s > 0)
-                .map(|s| std::time::Duration::from_secs(u64::from(s))),
+                .map(|s| {
+                    std::time::Duration::from_secs(u64::from(s)).min(crate::pacing::MAX_RETRY_AFTER)
+                }),
         },
         kube::Error::Api(s) if s.is_conflict() || s.is_invalid() || s.code == 422 => {
             ApplyError::Conflict(s.message.clone())
         }
         _ => ApplyError::Kube(e),
+    }
+}
+
+/// For a write to an existing object: gone (404) means our view is behind, as a conflict does
+/// (the object is read again and planned anew: a create, or nothing).
+fn gone_is_conflict(e: kube::Error) -> ApplyError {
+    match &e {
+        kube::Error::Api(s) if s.is_not_found() => {
+            ApplyError::Conflict(format!("gone: {}", s.message))
+        }
+        _ => classify(e),
     }
 }
 
@@ -116,7 +129,7 @@ pub async fn apply(client: &Client, write: &Write) -> Result<(), ApplyError> {
             api.patch(name, &PatchParams::default(), &Patch::Json::<()>(p))
                 .await
                 .map(drop)
-                .map_err(classify)
+                .map_err(gone_is_conflict)
         }
         Write::PatchServiceAccount {
             namespace,
@@ -132,7 +145,7 @@ pub async fn apply(client: &Client, write: &Write) -> Result<(), ApplyError> {
             )
             .await
             .map(drop)
-            .map_err(classify)
+            .map_err(gone_is_conflict)
         }
         Write::DeleteSecret {
             namespace,

@@ -43,10 +43,16 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
-    /// `qps` must be a positive finite number and `burst` at least 1.
+    /// The lowest rate accepted: one request every 100 s.
+    pub const MIN_QPS: f64 = 0.01;
+
+    /// `qps` must be a finite number of at least [`RateLimit::MIN_QPS`], `burst` at least 1.
     pub fn new(qps: f64, burst: u32) -> Result<Self, String> {
-        if !(qps.is_finite() && qps > 0.0) {
-            return Err(format!("the API request rate must be positive, got {qps}"));
+        if !(qps.is_finite() && qps >= Self::MIN_QPS) {
+            return Err(format!(
+                "the API request rate must be at least {} a second, got {qps}",
+                Self::MIN_QPS
+            ));
         }
         if burst == 0 {
             return Err("the API request burst must be at least 1".to_owned());
@@ -251,6 +257,7 @@ mod tests {
         assert!(RateLimit::new(f64::NAN, 1).is_err());
         assert!(RateLimit::new(f64::INFINITY, 1).is_err());
         assert!(RateLimit::new(1.0, 0).is_err());
+        assert!(RateLimit::new(1e-30, 1).is_err());
         assert!(RateLimit::new(0.5, 1).is_ok());
     }
 

@@ -207,6 +207,18 @@ async fn a_create_that_finds_our_own_secret_is_a_conflict_not_a_foreign_secret()
         matches!(foreign, Err(ApplyError::NotOurs { .. })),
         "{foreign:?}"
     );
+    // An update of a Secret deleted meanwhile: our view is behind, as in a conflict (re-read
+    // and planned again, here as a create), not an error retried for ever.
+    let update = Write::UpdateSecret {
+        namespace: "dev".into(),
+        name: OURS.into(),
+        resource_version: "1".into(),
+        content: content.clone(),
+        has_annotations: false,
+        expires_annotation: None,
+    };
+    let gone = apply(&client, &update).await;
+    assert!(matches!(gone, Err(ApplyError::Conflict(_))), "{gone:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

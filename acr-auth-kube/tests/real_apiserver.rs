@@ -573,6 +573,21 @@ async fn the_real_api_server_calls_the_webhook_over_https_with_our_ca_bundle() {
     })
     .await;
     running.stop().await;
+
+    // 300 days on, the serving certificate is due: the controller's ServiceAccount (the
+    // shipped RBAC) may re-issue it in the shared Secret, by the same CA.
+    let later = now + Duration::from_secs(300 * 86400);
+    let renewed = webhook::ensure_certificate(
+        &as_controller,
+        SA_NAMESPACE,
+        &["aliyun-acr-credential-helper.kube-system.svc".into()],
+        &["127.0.0.1".parse().unwrap()],
+        later,
+    )
+    .await
+    .expect("the renewal is allowed by the shipped RBAC");
+    assert_eq!(renewed.ca_pem, cert.ca_pem);
+    assert_ne!(renewed.cert_pem, cert.cert_pem);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

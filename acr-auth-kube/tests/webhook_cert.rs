@@ -196,3 +196,113 @@ async fn a_running_server_presents_the_renewed_certificate_without_a_restart() {
     keeper.await.unwrap();
     server.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_ca_is_published_before_it_is_served_and_a_deleted_secret_is_restored_from_memory() {
+    use base64::Engine as _;
+    let kube = FakeKube::start().await.unwrap();
+    let client = client(&kube, "controller");
+    let now = acr_auth_core::time::Clock::now(&acr_auth_core::time::SystemClock);
+    // An older version's Secret (no CA key), and the configuration trusting its CA.
+    let old = WebhookCertificate::generate(&dns(), &[], now).unwrap();
+    assert_eq!(
+        post(
+            &kube,
+            "/api/v1/namespaces/kube-system/secrets",
+            json!({"metadata": {"name": webhook::CERT_SECRET,
+                                "labels": {"app.kubernetes.io/managed-by": "aliyun-acr-credential-helper"}},
+                   "type": "kubernetes.io/tls",
+                   "stringData": {"ca.crt": old.ca_pem, "tls.crt": old.cert_pem, "tls.key": old.key_pem()}}),
+        )
+        .await,
+        201
+    );
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let configuration = |bundle: &str| {
+        json!({"metadata": {"name": webhook::CONFIGURATION_NAME},
+               "webhooks": [{"name": webhook::WEBHOOK_NAME, "admissionReviewVersions": ["v1"],
+                             "sideEffects": "None",
+                             "clientConfig": {"url": "https://127.0.0.1:9/x", "caBundle": b64(bundle)}}]})
+    };
+    assert_eq!(
+        post(
+            &kube,
+            "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
+            configuration(&old.ca_pem),
+        )
+        .await,
+        201
+    );
+    let serving = ServingCertificate::new(&old).unwrap();
+    let (stop, _) = tokio::sync::watch::channel(false);
+    let stopped = |mut s: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = s.wait_for(|v| *v).await;
+    };
+    // This run also needs 127.0.0.1: a re-issue, and without the CA key a new CA.
+    let keeper = tokio::spawn(webhook::keep_certificate(
+        client.clone(),
+        "kube-system".to_owned(),
+        (dns(), localhost()),
+        serving.clone(),
+        move || now,
+        Duration::from_millis(100),
+        stopped(stop.subscribe()),
+    ));
+    eventually("the new CA staged", || serving.ca_pem() != old.ca_pem).await;
+    let staged = serving.ca_pem();
+    assert!(
+        staged.contains(old.ca_pem.trim()),
+        "the old CA stays in the bundle"
+    );
+    // Still serving the old certificate: the API server does not trust the new CA yet.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(serving.current(), old);
+
+    // The leader writes the bundle into caBundle: then the new certificate is served.
+    let status = common::patch(
+        &kube,
+        &format!(
+            "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{}",
+            webhook::CONFIGURATION_NAME
+        ),
+        json!({"webhooks": configuration(&staged)["webhooks"]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let started = std::time::Instant::now();
+    while serving.current() == old {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never switched"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let new = serving.current();
+    assert_eq!(new.renewal_reason(&dns(), &localhost(), now), None);
+    assert!(new.has_ca_key());
+
+    // `cleanup` (or a person) deletes the Secret: it comes back from memory, same CA.
+    let deleted = acr_auth_testkit::http_client()
+        .delete(format!(
+            "{}/api/v1/namespaces/kube-system/secrets/{}",
+            kube.url(),
+            webhook::CERT_SECRET
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success());
+    eventually("the Secret restored", || {
+        kube.get("secrets", "kube-system", webhook::CERT_SECRET)
+            .is_some()
+    })
+    .await;
+    let restored = cert_secret(&kube);
+    assert_eq!(
+        data(&restored, "ca.crt").as_deref(),
+        Some(new.ca_pem.as_str())
+    );
+    assert_eq!(serving.current(), new);
+    let _ = stop.send(true);
+    keeper.await.unwrap();
+}

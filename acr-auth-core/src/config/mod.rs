@@ -233,8 +233,15 @@ fn split_list(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// RFC 1123 label (namespace names).
-fn is_dns_label(s: &str) -> bool {
+/// Whether `s` is an RFC 1123 label, as namespace names are.
+///
+/// ```
+/// use acr_auth_core::config::is_dns_label;
+/// assert!(is_dns_label("team-a"));
+/// assert!(!is_dns_label("team a"));
+/// assert!(!is_dns_label("tmp-*"));
+/// ```
+pub fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.bytes()

@@ -146,6 +146,8 @@ pub struct PassReport {
 /// The controller.
 pub struct Controller {
     client: Client,
+    /// The client of leader election (see [`Controller::with_lease_client`]).
+    lease_client: Client,
     settings: ControllerSettings,
     recorder: Recorder,
     ops: Ops,
@@ -247,12 +249,21 @@ impl Controller {
         );
         let ops = Ops::new(settings.sources.env.clock().clone());
         Self {
+            lease_client: client.clone(),
             client,
             settings,
             recorder,
             ops,
             webhook_context: Arc::new(LiveContext::default()),
         }
+    }
+
+    /// Renews the Lease through `client` instead of the controller's own. Give it a client
+    /// without a client-side rate limit ([`crate::pacing`]): a renewal queued behind a burst of
+    /// writes, or held by a `Retry-After`, would make the leader step down.
+    pub fn with_lease_client(mut self, client: Client) -> Self {
+        self.lease_client = client;
+        self
     }
 
     /// What the admission webhook answers with: this controller's live configuration and
@@ -312,7 +323,7 @@ impl Controller {
         let elector = async {
             if let Some(lease) = &self.settings.leader_election {
                 LeaderElector::new(
-                    self.client.clone(),
+                    self.lease_client.clone(),
                     lease.clone(),
                     self.settings.sources.env.clock().clone(),
                 )
@@ -527,7 +538,9 @@ impl Controller {
                     next_wake = next_wake.min(t);
                 }
                 if let Some(t) = live.spread_next {
-                    next_wake = next_wake.min(t);
+                    // Spread writes go in batches at most once a second, not one pass each.
+                    let batch = tokio::time::Instant::now() + Duration::from_secs(1);
+                    next_wake = next_wake.min(t.max(batch));
                 }
                 if let Some((_, t)) = live.webhook_retry {
                     next_wake = next_wake.min(t);
@@ -536,10 +549,23 @@ impl Controller {
                     next_wake = next_wake.min(*learnt + self.settings.resync);
                 }
             }
+            // A new CA bundle to publish (a webhook CA rotation) is written at once.
+            let bundle_changed = async {
+                match self
+                    .settings
+                    .webhook
+                    .as_ref()
+                    .and_then(|w| w.serving.as_ref())
+                {
+                    Some(serving) => serving.bundle_changed().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = trigger.notified() => {}
                 _ = leadership.wait_until(false) => {}
                 _ = tokio::time::sleep_until(next_wake) => {}
+                _ = bundle_changed => {}
             }
             // Let a burst of watch events settle into one pass.
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -304,8 +304,13 @@ impl WebhookCertificate {
             .is_some_and(|end| end > now + SERVING_VALIDITY);
         if self.has_ca_key() && ca_lasts {
             let mut c = self.clone();
-            c.issue_serving(dns_names, ips, now)?;
-            return Ok(c);
+            // A CA key that does not parse, or does not belong to `ca.crt`, gives a certificate
+            // that does not chain: checked here, and then a new CA is made instead.
+            match c.issue_serving(dns_names, ips, now) {
+                Ok(()) if c.renewal_reason(dns_names, ips, now).is_none() => return Ok(c),
+                Ok(()) => tracing::warn!("the stored CA key does not sign certificates that chain to ca.crt; making a new CA"),
+                Err(e) => tracing::warn!(error = %e, "the stored CA key is unusable; making a new CA"),
+            }
         }
         let mut c = Self::generate(dns_names, ips, now)?;
         // The previous CA (only the first: the bundle does not grow) stays trusted while
@@ -333,7 +338,8 @@ impl WebhookCertificate {
             required("tls.crt")?,
             required("tls.key")?,
         )?;
-        c.ca_key_pem = field("ca.key").filter(|k| !k.trim().is_empty());
+        c.ca_key_pem =
+            field("ca.key").filter(|k| !k.trim().is_empty() && rcgen::KeyPair::from_pem(k).is_ok());
         c.ca_not_after = s
             .metadata
             .annotations
@@ -376,6 +382,21 @@ fn whole_seconds(t: SystemTime) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
 }
 
+/// Checks that every name can be put on a certificate and checked by a TLS client.
+pub fn validate_names(dns_names: &[String]) -> Result<(), CertificateError> {
+    for name in dns_names {
+        if name.ends_with('.')
+            || rustls::pki_types::ServerName::try_from(name.as_str()).is_err()
+            || name.parse::<std::net::IpAddr>().is_ok()
+        {
+            return Err(CertificateError::Invalid(format!(
+                "{name:?} is not a DNS name a certificate can carry"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The PEM blocks of `pem`, each with its armour.
 fn pem_blocks(pem: &str) -> Vec<String> {
     const END: &str = "-----END CERTIFICATE-----";
@@ -390,6 +411,10 @@ fn pem_blocks(pem: &str) -> Vec<String> {
 #[derive(Clone)]
 pub struct ServingCertificate {
     current: Arc<RwLock<(WebhookCertificate, Arc<rustls::sign::CertifiedKey>)>>,
+    /// During a CA rotation, the bundle to publish as `caBundle` before the new certificate
+    /// is served.
+    staged: Arc<RwLock<Option<String>>>,
+    changed: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for ServingCertificate {
@@ -404,13 +429,32 @@ impl ServingCertificate {
         let key = certificate.certified_key()?;
         Ok(Self {
             current: Arc::new(RwLock::new((certificate.clone(), key))),
+            staged: Arc::new(RwLock::new(None)),
+            changed: Arc::new(tokio::sync::Notify::new()),
         })
+    }
+
+    /// Publishes `next`'s CA bundle (see [`ServingCertificate::ca_pem`]) while the current
+    /// certificate is still served: the first step of a CA rotation.
+    pub fn stage(&self, next: &WebhookCertificate) {
+        *self.staged.write().unwrap_or_else(|e| e.into_inner()) = Some(next.ca_pem.clone());
+        self.changed.notify_waiters();
+    }
+
+    /// Resolves when the CA bundle to publish changes.
+    pub async fn bundle_changed(&self) {
+        self.changed.notified().await;
     }
 
     /// Serves `certificate` from the next handshake on.
     pub fn replace(&self, certificate: &WebhookCertificate) -> Result<(), CertificateError> {
         let key = certificate.certified_key()?;
+        let before = self.ca_pem();
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = (certificate.clone(), key);
+        *self.staged.write().unwrap_or_else(|e| e.into_inner()) = None;
+        if self.ca_pem() != before {
+            self.changed.notify_waiters();
+        }
         Ok(())
     }
 
@@ -423,8 +467,17 @@ impl ServingCertificate {
             .clone()
     }
 
-    /// The CA bundle (`caBundle`) of the certificate served now.
+    /// The CA bundle to publish as `caBundle`: the staged one during a CA rotation, else that of
+    /// the certificate served now.
     pub fn ca_pem(&self) -> String {
+        if let Some(staged) = self
+            .staged
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return staged;
+        }
         self.current
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -473,30 +526,49 @@ pub async fn ensure_certificate(
     ips: &[std::net::IpAddr],
     now: SystemTime,
 ) -> Result<WebhookCertificate, CertificateError> {
+    ensure_certificate_held(client, namespace, dns_names, ips, now, None).await
+}
+
+/// [`ensure_certificate`] by a process that serves `held`: when the Secret is gone (deleted by
+/// `cleanup` or by hand), it is written again from `held` (re-issued by the same CA when due)
+/// rather than from a new CA the API server does not trust yet.
+pub async fn ensure_certificate_held(
+    client: &kube::Client,
+    namespace: &str,
+    dns_names: &[String],
+    ips: &[std::net::IpAddr],
+    now: SystemTime,
+    held: Option<&WebhookCertificate>,
+) -> Result<WebhookCertificate, CertificateError> {
+    validate_names(dns_names)?;
     let api: kube::Api<Secret> = kube::Api::namespaced(client.clone(), namespace);
     let api_error = |e: kube::Error| {
         CertificateError::Generate(format!("Secret {namespace}/{CERT_SECRET}: {e}"))
     };
-    let to_secret = |c: &WebhookCertificate| -> Result<Secret, CertificateError> {
-        serde_json::from_value(c.secret_body(namespace))
-            .map_err(|e| CertificateError::Generate(e.to_string()))
-    };
     // A conflict means another replica wrote meanwhile: read again (a few times at most).
     for _ in 0..5 {
         let Some(existing) = api.get_opt(CERT_SECRET).await.map_err(api_error)? else {
-            let cert = WebhookCertificate::generate(dns_names, ips, now)?;
-            match api
-                .create(&kube::api::PostParams::default(), &to_secret(&cert)?)
-                .await
-            {
+            let cert = match held.filter(|h| h.has_ca_key()) {
+                Some(h) if h.renewal_reason(dns_names, ips, now).is_none() => h.clone(),
+                Some(h) => h.renewed(dns_names, ips, now)?,
+                None => WebhookCertificate::generate(dns_names, ips, now)?,
+            };
+            let secret: Secret = serde_json::from_value(cert.secret_body(namespace))
+                .map_err(|e| CertificateError::Generate(e.to_string()))?;
+            match api.create(&kube::api::PostParams::default(), &secret).await {
                 Ok(_) => {
-                    tracing::info!(%namespace, name = CERT_SECRET, "generated the webhook certificate");
+                    tracing::info!(%namespace, name = CERT_SECRET, "stored the webhook certificate");
                     return Ok(cert);
                 }
                 Err(kube::Error::Api(s)) if s.code == 409 => continue,
                 Err(e) => return Err(api_error(e)),
             }
         };
+        if !crate::apply::is_ours(&existing) {
+            return Err(CertificateError::Invalid(format!(
+                "Secret {namespace}/{CERT_SECRET} exists and was not created by aliyun-acr-credential-helper; remove it, or mount a certificate with --webhook-cert-dir"
+            )));
+        }
         let (renewed, reason) = match WebhookCertificate::from_secret(&existing) {
             Ok(current) => match current.renewal_reason(dns_names, ips, now) {
                 None => return Ok(current),
@@ -508,7 +580,7 @@ pub async fn ensure_certificate(
                 format!("the Secret is unusable: {e}"),
             ),
         };
-        match replace_secret(&api, &existing, &renewed, &to_secret, namespace, &reason).await? {
+        match patch_secret(&api, &existing, &renewed, namespace, &reason).await? {
             Some(c) => return Ok(c),
             None => continue,
         }
@@ -518,34 +590,36 @@ pub async fn ensure_certificate(
     )))
 }
 
-/// Writes `renewed` over `existing` (guarded by its resourceVersion); `Ok(None)` on a conflict.
-async fn replace_secret(
+/// Writes `renewed` into `existing` with a JSON merge patch guarded by its resourceVersion
+/// (other keys, labels and annotations stay; RBAC `patch`); `Ok(None)` on a conflict.
+async fn patch_secret(
     api: &kube::Api<Secret>,
     existing: &Secret,
     renewed: &WebhookCertificate,
-    to_secret: &impl Fn(&WebhookCertificate) -> Result<Secret, CertificateError>,
     namespace: &str,
     reason: &str,
 ) -> Result<Option<WebhookCertificate>, CertificateError> {
-    let mut secret = to_secret(renewed)?;
-    secret.metadata.resource_version = existing.metadata.resource_version.clone();
-    // Labels and annotations others put on it stay.
-    for (mine, theirs) in [
-        (&mut secret.metadata.labels, &existing.metadata.labels),
-        (
-            &mut secret.metadata.annotations,
-            &existing.metadata.annotations,
-        ),
-    ] {
-        if let Some(theirs) = theirs {
-            let mine = mine.get_or_insert_with(Default::default);
-            for (k, v) in theirs {
-                mine.entry(k.clone()).or_insert_with(|| v.clone());
-            }
-        }
-    }
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let patch = json!({
+        "metadata": {
+            "resourceVersion": existing.metadata.resource_version,
+            "annotations": {CA_NOT_AFTER_ANNOTATION:
+                renewed.ca_not_after.map(acr_auth_core::time::format_iso8601)},
+        },
+        "data": {
+            "ca.crt": b64(&renewed.ca_pem),
+            "tls.crt": b64(&renewed.cert_pem),
+            "tls.key": b64(&renewed.key_pem),
+            "ca.key": renewed.ca_key_pem.as_deref().map(b64),
+        },
+    });
     match api
-        .replace(CERT_SECRET, &kube::api::PostParams::default(), &secret)
+        .patch(
+            CERT_SECRET,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
         .await
     {
         Ok(_) => {
@@ -583,13 +657,28 @@ pub async fn keep_certificate(
 ) {
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        match ensure_certificate(&client, &namespace, &dns_names, &ips, now()).await {
-            Ok(c) if c != serving.current() => match serving.replace(&c) {
-                Ok(()) => tracing::info!("serving the renewed webhook certificate"),
-                Err(e) => {
-                    tracing::error!(error = %e, "the renewed webhook certificate cannot be served; keeping the current one")
+        let held = serving.current();
+        let mut wait = interval;
+        match ensure_certificate_held(&client, &namespace, &dns_names, &ips, now(), Some(&held))
+            .await
+        {
+            Ok(c) if c != held => {
+                let same_ca = pem_blocks(&c.ca_pem).first() == pem_blocks(&held.ca_pem).first();
+                if same_ca || trusted_by_api_server(&client, &c).await {
+                    match serving.replace(&c) {
+                        Ok(()) => tracing::info!("serving the renewed webhook certificate"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "the renewed webhook certificate cannot be served; keeping the current one")
+                        }
+                    }
+                } else {
+                    // A new CA: published first (the leader writes it into caBundle, next to
+                    // the old one), served once the API server trusts it.
+                    serving.stage(&c);
+                    tracing::info!("a new webhook CA is published; its certificate is served once the webhook configuration trusts it");
+                    wait = interval.min(Duration::from_secs(10));
                 }
-            },
+            }
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "could not check the webhook certificate; will try again")
@@ -597,7 +686,35 @@ pub async fn keep_certificate(
         }
         tokio::select! {
             _ = &mut shutdown => return,
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Whether the MutatingWebhookConfiguration's `caBundle` (if there is one) trusts `next`'s CA.
+async fn trusted_by_api_server(client: &kube::Client, next: &WebhookCertificate) -> bool {
+    use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+    let api: kube::Api<MutatingWebhookConfiguration> = kube::Api::all(client.clone());
+    let Some(new_ca) = pem_blocks(&next.ca_pem).into_iter().next() else {
+        return false;
+    };
+    match api.get_opt(super::CONFIGURATION_NAME).await {
+        // No configuration: nobody calls the webhook yet.
+        Ok(None) => true,
+        Ok(Some(c)) => c.webhooks.unwrap_or_default().iter().all(|w| {
+            w.client_config
+                .ca_bundle
+                .as_ref()
+                .and_then(|b| String::from_utf8(b.0.clone()).ok())
+                .is_some_and(|bundle| {
+                    pem_blocks(&bundle)
+                        .iter()
+                        .any(|b| b.trim() == new_ca.trim())
+                })
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the webhook configuration");
+            false
         }
     }
 }
@@ -664,7 +781,11 @@ pub fn url_host(url: &str) -> Result<(Option<String>, Option<std::net::IpAddr>),
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     Ok(match bare.parse::<std::net::IpAddr>() {
         Ok(ip) => (None, Some(ip)),
-        Err(_) => (Some(host.to_ascii_lowercase()), None),
+        Err(_) => {
+            let name = host.trim_end_matches('.').to_ascii_lowercase();
+            validate_names(std::slice::from_ref(&name)).map_err(|e| e.to_string())?;
+            (Some(name), None)
+        }
     })
 }
 
@@ -798,5 +919,14 @@ mod tests {
             .unwrap_err()
             .contains("https only"));
         assert!(url_host("not a url").is_err());
+        // A trailing dot (which certificates cannot carry) is dropped.
+        assert_eq!(
+            url_host("https://hook.example.com./x").unwrap(),
+            (Some("hook.example.com".into()), None)
+        );
+        assert!(validate_names(&["hook.example.com".into()]).is_ok());
+        for bad in ["a b", "hook.example.com.", "10.0.0.1", ""] {
+            assert!(validate_names(&[bad.into()]).is_err(), "{bad:?}");
+        }
     }
 }

@@ -24,9 +24,9 @@ use crate::plan::{attach_patch, namespace_in_scope, NamespaceInfo};
 
 mod cert;
 pub use cert::{
-    ensure_certificate, keep_certificate, keep_mounted_certificate, read_mounted, url_host,
-    CertificateError, ServingCertificate, WebhookCertificate, CA_NOT_AFTER_ANNOTATION, CA_VALIDITY,
-    RENEW_BEFORE, SERVING_VALIDITY,
+    ensure_certificate, ensure_certificate_held, keep_certificate, keep_mounted_certificate,
+    read_mounted, url_host, validate_names, CertificateError, ServingCertificate,
+    WebhookCertificate, CA_NOT_AFTER_ANNOTATION, CA_VALIDITY, RENEW_BEFORE, SERVING_VALIDITY,
 };
 
 /// Name of the MutatingWebhookConfiguration (and of the webhook Service).
@@ -150,7 +150,9 @@ pub fn namespace_selector(config: &HelperConfig) -> Option<Value> {
     let excluded: Vec<&String> = config
         .exclude_namespaces
         .iter()
-        .filter(|g| !g.contains(['*', '?', '[']))
+        // Only names a namespace can have: a pattern is checked by the handler, and anything
+        // else (not a label value) would make the API server refuse the whole configuration.
+        .filter(|g| acr_auth_core::config::is_dns_label(g))
         .collect();
     if !excluded.is_empty() {
         expressions
@@ -598,7 +600,7 @@ mod tests {
         // All namespaces but the plain-name exclusions; patterns are left to the handler.
         let all = config(&[
             ("watch-namespace", "all"),
-            ("exclude-namespace", "kube-system,tmp-*"),
+            ("exclude-namespace", "kube-system,tmp-*,team a,-x"),
         ]);
         assert_eq!(
             namespace_selector(&all),

@@ -255,6 +255,7 @@ async fn client(limit: Option<RateLimit>) -> Result<kube::Client, String> {
 pub async fn run(args: RunArgs) -> Result<(), String> {
     let shutdown = shutdown_signal();
     let client = client(args.api.rate_limit()?).await?;
+    let lease_client = self::client(None).await?;
     let env = ProviderEnv::process();
     let region = resolve_region(args.region.clone(), &env)
         .await
@@ -296,7 +297,8 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
     });
     settings.identity_refresh = Some(args.token_mode);
     settings.renewal_spread = args.renewal_spread;
-    let controller = Controller::new(client, settings);
+    // Leader election goes around the rate limit (see `Controller::with_lease_client`).
+    let controller = Controller::new(client, settings).with_lease_client(lease_client);
     let (stop_ops, ops_stopped) = tokio::sync::oneshot::channel::<()>();
     let ops_task = match args.metrics_addr {
         Some(addr) => {
