@@ -534,7 +534,11 @@ mod tests {
             load_ok(&cache, v, at(&clock, 3600), &calls).await;
             clock.advance(Duration::from_secs(1801));
         }
-        assert_eq!(calls.load(Ordering::SeqCst), 4, "renewed at every half-life");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            4,
+            "renewed at every half-life"
+        );
         let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         assert_eq!(logs.matches("renewal threshold").count(), 1, "{logs}");
     }
