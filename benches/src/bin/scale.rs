@@ -111,6 +111,20 @@ fn start_fake(bin: &str, arg: &str, prefix: &str) -> Result<(Proc, String), Stri
     Ok((Proc(child), url))
 }
 
+/// Where the controller `identity` logs (beside the kubeconfig).
+fn log_path(kubeconfig: &Path, identity: &str) -> PathBuf {
+    kubeconfig.with_file_name(format!("{identity}.log"))
+}
+
+/// Log lines of every controller so far.
+fn log_lines(kubeconfig: &Path) -> usize {
+    ["replica-a", "replica-a2", "replica-b"]
+        .iter()
+        .filter_map(|id| std::fs::read_to_string(log_path(kubeconfig, id)).ok())
+        .map(|text| text.lines().count())
+        .sum()
+}
+
 /// A controller process (`run --leader-elect`) with this replica identity.
 fn start_controller(kubeconfig: &Path, cloud: &str, identity: &str) -> Result<Proc, String> {
     Command::new(binary("aliyun-acr-credential-helper")?)
@@ -128,6 +142,7 @@ fn start_controller(kubeconfig: &Path, cloud: &str, identity: &str) -> Result<Pr
         .env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log_path(kubeconfig, identity)).map_err(|e| e.to_string())?)
         .spawn()
         .map(Proc)
         .map_err(|e| e.to_string())
@@ -587,6 +602,7 @@ async fn run(args: &Args, n: u64, dir: &Path) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
     let before = bench.snapshot().await;
+    let lines_before = log_lines(&kubeconfig);
     send_all(
         &http,
         reqwest::Method::PUT,
@@ -602,14 +618,17 @@ async fn run(args: &Args, n: u64, dir: &Path) -> Result<(), String> {
         + delta(&during.requests, &before.requests, "update secrets")
         + delta(&during.requests, &before.requests, "create secrets");
     let per_object = attempts as f64 / served as f64;
-    // 1 s doubling (with jitter that can only shorten a wait by a fraction): attempts at about
-    // 0, 1, 3, 7, 15, 31... s.
-    let bound = 1 + (args.error_secs as f64 + 1.0).log2().floor() as u64;
+    // 1 s doubling, each wait shortened by jitter to no less than half: in T seconds at most
+    // the first attempt and the retries after 0.5, 1.5, 3.5, 7.5, 15.5... s (0.5 (2^k - 1) <= T).
+    let bound = 1 + (2.0 * args.error_secs as f64 + 1.0).log2().floor() as u64;
     bench.report(
         "API errors (500 on Secret writes)",
         &before,
         &during,
-        &format!("{per_object:.2} attempts per Secret (backoff bound {bound})"),
+        &format!(
+            "{per_object:.2} attempts per Secret (backoff bound {bound}); {} log lines (warn)",
+            log_lines(&kubeconfig) - lines_before
+        ),
     );
     http.delete(&faults)
         .send()
