@@ -115,6 +115,8 @@ pub struct ExpiringCache<T> {
     max_jitter: Duration,
     backoff: FailureBackoff,
     clock: SharedClock,
+    /// The clamped-threshold warning went out: it is said once per cache, not at every renewal.
+    threshold_warned: std::sync::atomic::AtomicBool,
 }
 
 /// What a call finds in the cache.
@@ -142,6 +144,7 @@ impl<T: Clone + Send> ExpiringCache<T> {
             max_jitter: (threshold / 10).min(Duration::from_secs(30)),
             backoff: FailureBackoff::DEFAULT,
             clock,
+            threshold_warned: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -305,6 +308,12 @@ impl<T: Clone + Send> ExpiringCache<T> {
     fn renew_at(&self, now: SystemTime, expires_at: SystemTime) -> SystemTime {
         let lifetime = expires_at.duration_since(now).unwrap_or_default();
         if self.threshold >= lifetime {
+            if self
+                .threshold_warned
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                return now.checked_add(lifetime / 2).unwrap_or(expires_at);
+            }
             tracing::warn!(
                 threshold_s = self.threshold.as_secs(),
                 lifetime_s = lifetime.as_secs(),
@@ -496,6 +505,42 @@ mod tests {
         let calls = AtomicUsize::new(0);
         load_ok(&cache, 1, at(&clock, 3600), &calls).await;
         assert_eq!(cache.renew_at_time(), Some(at(&clock, 1800)));
+    }
+
+    /// The clamped-threshold warning is logged at the first renewal only, not at every one.
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_clamped_threshold_is_warned_about_once() {
+        #[derive(Clone, Default)]
+        struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let (clock, cache) = setup(7200);
+        let calls = AtomicUsize::new(0);
+        for v in 1..=4 {
+            load_ok(&cache, v, at(&clock, 3600), &calls).await;
+            clock.advance(Duration::from_secs(1801));
+        }
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            4,
+            "renewed at every half-life"
+        );
+        let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(logs.matches("renewal threshold").count(), 1, "{logs}");
     }
 
     #[tokio::test]

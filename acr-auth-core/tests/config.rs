@@ -23,8 +23,8 @@ fn errors(pairs: &[(&str, &str)]) -> Vec<String> {
 #[test]
 fn no_keys_means_the_documented_defaults() {
     let c = parse(&[]).unwrap().config;
-    assert_eq!(c.service_accounts, Selection::Names(vec!["default".into()]));
-    assert_eq!(c.watch_namespaces, Selection::Names(vec!["default".into()]));
+    assert_eq!(c.service_accounts, names(&["default"]));
+    assert_eq!(c.watch_namespaces, names(&["default"]));
     assert_eq!(c.expiring_threshold, Duration::from_secs(900));
     assert!(c.registries.is_empty());
     assert_eq!(c.secret_name, "acr-credential-secret-aggregation");
@@ -106,10 +106,7 @@ fn keywords_are_case_insensitive_and_names_are_not() {
     .unwrap()
     .config;
     assert_eq!(c.watch_namespaces, Selection::All);
-    assert_eq!(
-        c.service_accounts,
-        Selection::Names(vec!["default".into(), "builder".into()])
-    );
+    assert_eq!(c.service_accounts, names(&["default", "builder"]));
     let c = parse(&[
         ("service-account", "*"),
         ("watch-namespace", " dev ,prod,dev"),
@@ -117,10 +114,7 @@ fn keywords_are_case_insensitive_and_names_are_not() {
     .unwrap()
     .config;
     assert_eq!(c.service_accounts, Selection::All);
-    assert_eq!(
-        c.watch_namespaces,
-        Selection::Names(vec!["dev".into(), "prod".into()])
-    );
+    assert_eq!(c.watch_namespaces, names(&["dev", "prod"]));
     let e = errors(&[("watch-namespace", "Dev")]);
     assert!(
         e[0].starts_with("watch-namespace: \"Dev\" is not a valid Kubernetes name"),
@@ -328,14 +322,8 @@ fn managed_edition_json_parameters() {
                    "expiringThreshold": "30m", "notifyEmail": "", "enableRRSA": true}"#;
     let c = HelperConfig::from_managed_json(json).unwrap().config;
     assert_eq!(c.registries[0].instance_id.as_deref(), Some("cri-managed"));
-    assert_eq!(
-        c.watch_namespaces,
-        Selection::Names(vec!["ns1".into(), "ns2".into()])
-    );
-    assert_eq!(
-        c.service_accounts,
-        Selection::Names(vec!["default".into(), "ci".into()])
-    );
+    assert_eq!(c.watch_namespaces, names(&["ns1", "ns2"]));
+    assert_eq!(c.service_accounts, names(&["default", "ci"]));
     assert_eq!(c.expiring_threshold, Duration::from_secs(1800));
     assert!(c.rrsa_enabled);
     // AcrInstanceInfo as a JSON string holding the list.
@@ -422,4 +410,42 @@ proptest! {
 fn from_a_btreemap() {
     let data = BTreeMap::from([("watch-namespace".to_string(), "a".to_string())]);
     assert!(HelperConfig::from_configmap(&data).is_ok());
+}
+
+/// A selection of these names, in this order.
+fn names(n: &[&str]) -> Selection {
+    Selection::Names(n.iter().map(|s| (*s).to_owned()).collect())
+}
+
+/// Repeated names are kept once, where they first appear (also for the `default` keyword in
+/// another case), and every listed name is found; with 90,000 names (a linear pass: this took
+/// 46 s with a quadratic dedup; `benches/benches/core.rs` measures the growth).
+#[test]
+fn repeated_names_are_kept_once_in_first_given_order() {
+    let parsed = HelperConfig::from_configmap(&BTreeMap::from([
+        (
+            "watch-namespace".to_owned(),
+            "prod, dev,prod,Default, ci ,dev,default".to_owned(),
+        ),
+        ("service-account".to_owned(), "b,a,b,a,c".to_owned()),
+    ]))
+    .unwrap();
+    assert_eq!(
+        parsed.config.watch_namespaces,
+        names(&["prod", "dev", "default", "ci"])
+    );
+    assert_eq!(parsed.config.service_accounts, names(&["b", "a", "c"]));
+
+    let many: Vec<String> = (0..90_000).map(|i| format!("ns-{i}")).collect();
+    let text = format!("{},{}", many.join(","), many[..10].join(","));
+    let parsed =
+        HelperConfig::from_configmap(&BTreeMap::from([("watch-namespace".to_owned(), text)]))
+            .unwrap();
+    let Selection::Names(got) = &parsed.config.watch_namespaces else {
+        panic!("not names");
+    };
+    assert_eq!(got.len(), 90_000);
+    assert_eq!(got.as_slice(), many.as_slice());
+    assert!(parsed.config.watch_namespaces.contains("ns-89999"));
+    assert!(!parsed.config.watch_namespaces.contains("ns-90000"));
 }

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use acr_auth_core::acr::{AcrClient, Endpoint};
 use acr_auth_core::credentials::{
-    cli_profile_provider, decode_managed_role_token, ini_file_provider, AssumeRoleProvider,
-    Credentials, CredentialsUriProvider, DefaultCredentialsChain, EcsMetadataProvider,
-    OidcProvider, ProvideCredentials, ProviderEnv,
+    cli_profile_provider, decode_managed_role_token, from_env_vars, ini_file_provider,
+    AssumeRoleProvider, Credentials, CredentialsUriProvider, DefaultCredentialsChain,
+    EcsMetadataProvider, OidcProvider, ProvideCredentials, ProviderEnv,
 };
 use acr_auth_core::time::{Clock, ManualClock, SystemClock};
 use acr_auth_core::ErrorKind;
@@ -736,4 +736,86 @@ fn managed_role_payload_decrypts_openssl_ciphertexts() {
     }
     assert!(decode_managed_role_token("[]").is_err());
     let _ = SystemClock.now();
+}
+
+/// `--profile ci` (an explicit profile) wins over `ALIBABA_CLOUD_ACCESS_KEY_*` in the
+/// environment, and a missing explicit profile is an error, not a fall-through to the variables.
+#[tokio::test]
+async fn an_explicit_profile_wins_over_environment_keys() {
+    let w = world().await;
+    let env = || {
+        w.env([
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAIfromenv"),
+            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "env-secret"),
+        ])
+        .with_file(format!("{HOME}/.aliyun/config.json"), CLI_CONFIG)
+    };
+    let chain = DefaultCredentialsChain::new(env()).with_profile("sts");
+    let c = chain.provide_credentials().await.unwrap();
+    assert_eq!(c.access_key_id(), "STS.x");
+    assert_eq!(chain.chosen_source(), Some("aliyun CLI profile"));
+
+    let e = DefaultCredentialsChain::new(env())
+        .with_profile("no-such-profile")
+        .provide_credentials()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Credentials);
+    assert!(e.message().contains("no-such-profile"), "{e}");
+    assert!(!e.to_string().contains("env-secret"), "{e}");
+
+    // Without a profile the environment still comes first.
+    let chain = DefaultCredentialsChain::new(env());
+    let c = chain.provide_credentials().await.unwrap();
+    assert_eq!(c.access_key_id(), "LTAIfromenv");
+}
+
+/// A whitespace-only AccessKey secret (or id) is never used: an error names the variable or
+/// profile key.
+#[tokio::test]
+async fn blank_access_keys_are_rejected_naming_the_key() {
+    let e = from_env_vars(|k| match k {
+        "ALIBABA_CLOUD_ACCESS_KEY_ID" => Some("LTAItestkey".to_owned()),
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET" => Some(" \t\n".to_owned()),
+        _ => None,
+    })
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Credentials);
+    assert!(
+        e.message().contains("ALIBABA_CLOUD_ACCESS_KEY_SECRET"),
+        "{e}"
+    );
+    let e = from_env_vars(|k| match k {
+        "ALIBABA_CLOUD_ACCESS_KEY_ID" => Some("   ".to_owned()),
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET" => Some("test-secret".to_owned()),
+        _ => None,
+    })
+    .unwrap_err();
+    assert!(
+        e.message().contains("ALIBABA_CLOUD_ACCESS_KEY_ID is not"),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("test-secret"), "{e}");
+
+    let w = world().await;
+    let config = r#"{"current": "ak", "profiles": [
+        {"name": "ak", "mode": "AK", "access_key_id": "LTAItestkey", "access_key_secret": "   "}]}"#;
+    let env = w
+        .env([])
+        .with_file(format!("{HOME}/.aliyun/config.json"), config);
+    let e = match cli_profile_provider(&env, None) {
+        Err(e) => e,
+        Ok(p) => p.provide_credentials().await.unwrap_err(),
+    };
+    assert_eq!(e.kind(), ErrorKind::Credentials);
+    assert!(e.message().contains("access_key_secret"), "{e}");
+    let ini = "[default]\ntype = access_key\naccess_key_id = LTAItestkey\naccess_key_secret =   \n";
+    let env = w
+        .env([])
+        .with_file(format!("{HOME}/.alibabacloud/credentials.ini"), ini);
+    let e = match ini_file_provider(&env) {
+        Err(e) => e,
+        Ok(p) => p.provide_credentials().await.unwrap_err(),
+    };
+    assert!(e.message().contains("access_key_secret"), "{e}");
 }

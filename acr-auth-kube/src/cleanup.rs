@@ -7,19 +7,39 @@ use kube::Client;
 
 use crate::plan::{detach_patch, managed_entries, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 
-/// What `cleanup` removed.
+/// What `cleanup` removed (or, in a dry run, would remove).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CleanupReport {
-    /// Secrets deleted.
+    /// Secrets deleted (in a dry run: that would be deleted).
     pub secrets_deleted: usize,
-    /// ServiceAccounts whose recorded entries were removed.
+    /// ServiceAccounts whose recorded entries were removed (in a dry run: would be).
     pub service_accounts_patched: usize,
+    /// Nothing was removed: the counts are what a real run would remove.
+    pub dry_run: bool,
+}
+
+impl std::fmt::Display for CleanupReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (secrets, entries) = if self.dry_run {
+            ("dry run: would delete", "would remove our entries from")
+        } else {
+            ("deleted", "removed our entries from")
+        };
+        write!(
+            f,
+            "{secrets} {} Secrets, {entries} {} ServiceAccounts",
+            self.secrets_deleted, self.service_accounts_patched
+        )
+    }
 }
 
 /// Deletes every Secret with our managed-by label and removes every ServiceAccount entry we
 /// recorded as ours (with `dry_run`, only counts them).
 pub async fn cleanup(client: &Client, dry_run: bool) -> Result<CleanupReport, kube::Error> {
-    let mut report = CleanupReport::default();
+    let mut report = CleanupReport {
+        dry_run,
+        ..CleanupReport::default()
+    };
     let secrets: Api<Secret> = Api::all(client.clone());
     let selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
     for s in secrets
@@ -40,7 +60,11 @@ pub async fn cleanup(client: &Client, dry_run: bool) -> Result<CleanupReport, ku
                 Err(e) => return Err(e),
             }
         }
-        tracing::info!(namespace = ns, name, dry_run, "deleted our Secret");
+        if dry_run {
+            tracing::info!(namespace = ns, name, "dry run: would delete our Secret");
+        } else {
+            tracing::info!(namespace = ns, name, "deleted our Secret");
+        }
         report.secrets_deleted += 1;
     }
     let sas: Api<ServiceAccount> = Api::all(client.clone());
@@ -66,7 +90,11 @@ pub async fn cleanup(client: &Client, dry_run: bool) -> Result<CleanupReport, ku
                 .patch(name, &PatchParams::default(), &Patch::Json::<()>(p))
                 .await?;
         }
-        tracing::info!(namespace = ns, name, dry_run, entries = ?recorded, "removed our entries");
+        if dry_run {
+            tracing::info!(namespace = ns, name, entries = ?recorded, "dry run: would remove our entries");
+        } else {
+            tracing::info!(namespace = ns, name, entries = ?recorded, "removed our entries");
+        }
         report.service_accounts_patched += 1;
     }
     Ok(report)

@@ -136,16 +136,25 @@ pub async fn resolve_base_identity(
     let provider: SharedProvider = match source {
         IdentitySource::AddonSecret => {
             let s = addon.expect("chosen because present");
-            let (id, key) = (data(&s, "access-key-id"), data(&s, "access-key-secret"));
-            match (id, key) {
-                (Some(id), Some(key)) if !id.is_empty() && !key.is_empty() => Arc::new(Credentials::new(id.trim(), key.trim())),
-                _ => {
-                    return Err(Error::credentials(
-                        CTX,
-                        format!("Secret kube-system/{ADDON_SECRET} needs the keys access-key-id and access-key-secret"),
-                    ))
-                }
-            }
+            // A blank value (empty or only whitespace, as `echo` into a Secret leaves) is an
+            // error naming the key, not an AccessKey of "" that fails later at ACR.
+            let key = |k: &str| {
+                data(&s, k)
+                    .map(|v| v.trim().to_owned())
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| {
+                        Error::credentials(
+                            CTX,
+                            format!(
+                                "Secret kube-system/{ADDON_SECRET}: key {k} is missing or blank"
+                            ),
+                        )
+                    })
+            };
+            Arc::new(Credentials::new(
+                key("access-key-id")?,
+                key("access-key-secret")?,
+            ))
         }
         IdentitySource::ManagedRole => Arc::new(ManagedRoleProvider::new(client.clone(), env)),
         IdentitySource::WorkerRole => Arc::new(EcsMetadataProvider::from_env(env)?),

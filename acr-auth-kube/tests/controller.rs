@@ -459,3 +459,52 @@ async fn service_account_registry_and_secret_name_edits_converge() {
     );
     running.stop().await;
 }
+
+/// Each registry has its own `TokenRenewalFailed` series, and a series carries its latest
+/// message: after the configuration moves from one failing registry to another, an Event names
+/// the new one (kube-runtime's recorder patched the first Event's count and kept its note, so a
+/// count of 33 still named a registry no longer configured).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_failure_events_are_one_series_per_registry_with_the_latest_message() {
+    let cloud = FakeCloud::start(FakeCloudConfig::sample()).await.unwrap();
+    let kube = FakeKube::start().await.unwrap();
+    let item = |id: &str| json!({"acr-registry-info": format!("- instanceId: \"{id}\"\n")});
+    put_config(&kube, item("cri-missing00001")).await;
+    let running = start(&kube, &cloud);
+    let naming = |id: &str| {
+        events(&kube, "TokenRenewalFailed")
+            .into_iter()
+            .filter(|e| e["note"].as_str().unwrap_or_default().contains(id))
+            .collect::<Vec<_>>()
+    };
+    eventually("an Event naming the first registry", || {
+        !naming("cri-missing00001").is_empty()
+    })
+    .await;
+
+    put_config(&kube, item("cri-missing00002")).await;
+    eventually("an Event naming the second registry", || {
+        !naming("cri-missing00002").is_empty()
+    })
+    .await;
+    // Back to the first: its own series goes on (count 2), nothing is created for it anew.
+    put_config(&kube, item("cri-missing00001")).await;
+    eventually("the first registry's series counted on", || {
+        naming("cri-missing00001")
+            .iter()
+            .any(|e| e["series"]["count"] == 2)
+    })
+    .await;
+    running.stop().await;
+
+    let all = events(&kube, "TokenRenewalFailed");
+    assert_eq!(all.len(), 2, "one Event per registry: {all:#?}");
+    for e in &all {
+        let note = e["note"].as_str().unwrap_or_default();
+        assert!(
+            note.contains("cri-missing00001") != note.contains("cri-missing00002"),
+            "each series names its own registry: {note}"
+        );
+        assert_eq!(e["type"], "Warning");
+    }
+}

@@ -535,3 +535,41 @@ async fn the_webhook_serves_new_service_accounts_and_honours_the_failure_policy(
     .await;
     running.stop().await;
 }
+
+/// `alibaba-addon-secret` with a whitespace-only `access-key-secret` (or id) is not an identity:
+/// a Credentials error names the key (and never the other key's value).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blank_access_key_in_the_addon_secret_is_rejected_naming_the_key() {
+    use acr_auth_core::credentials::ProviderEnv;
+    use acr_auth_kube::identity::resolve_base_identity;
+
+    let kube = FakeKube::start().await.unwrap();
+    let env = ProviderEnv::from_vars([("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")]);
+    for (id, secret, named) in [
+        ("LTAItestkey", "  \n", "access-key-secret"),
+        (" ", "test-secret-value", "access-key-id"),
+    ] {
+        let url = format!(
+            "{}/api/v1/namespaces/kube-system/secrets/alibaba-addon-secret",
+            kube.url()
+        );
+        let _ = reqwest::Client::new().delete(&url).send().await.unwrap();
+        let status = post(
+            &kube,
+            "/api/v1/namespaces/kube-system/secrets",
+            json!({"metadata": {"name": "alibaba-addon-secret"},
+                   "stringData": {"access-key-id": id, "access-key-secret": secret}}),
+        )
+        .await;
+        assert!((200..300).contains(&status), "{status}");
+        let e = match resolve_base_identity(&client(&kube, "controller"), TokenMode::Auto, &env)
+            .await
+        {
+            Ok(i) => panic!("accepted {:?}", i.source),
+            Err(e) => e,
+        };
+        assert_eq!(e.kind(), acr_auth_core::ErrorKind::Credentials);
+        assert!(e.to_string().contains(named), "{e}");
+        assert!(!e.to_string().contains("test-secret-value"), "{e}");
+    }
+}

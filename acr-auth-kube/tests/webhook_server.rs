@@ -204,3 +204,21 @@ async fn connections_beyond_the_cap_are_closed() {
         "a malformed review is answered 400"
     );
 }
+
+/// The webhook answers with the configuration the controller handed over, not with anything it
+/// parses itself: a request never reads the ConfigMap.
+#[test]
+fn the_live_context_answers_with_the_accepted_configuration() {
+    use acr_auth_core::config::HelperConfig;
+    use webhook::ReviewContext as _;
+
+    let context = LiveContext::default();
+    assert!(context.config().service_accounts.contains("default"));
+    assert!(!context.config().service_accounts.contains("builder"));
+    let accepted = HelperConfig::from_configmap([("service-account", "builder")])
+        .unwrap()
+        .config;
+    context.set_config(Arc::new(accepted));
+    assert!(context.config().service_accounts.contains("builder"));
+    assert!(!context.config().service_accounts.contains("default"));
+}

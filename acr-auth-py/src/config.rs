@@ -18,7 +18,7 @@ pub(crate) struct HelperConfig {
 fn selection(s: &Selection) -> Option<Vec<String>> {
     match s {
         Selection::All => None,
-        Selection::Names(n) => Some(n.clone()),
+        Selection::Names(n) => Some(n.to_vec()),
     }
 }
 

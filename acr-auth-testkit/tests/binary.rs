@@ -87,3 +87,22 @@ fn a_bad_config_file_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// `acr-fake-kube --help` prints usage and writes no kubeconfig named `--help`.
+#[test]
+fn fake_kube_help_prints_usage_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for flag in ["--help", "-h"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_acr-fake-kube"))
+            .arg(flag)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Usage: acr-fake-kube"), "{text}");
+    }
+    let written: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(written.is_empty(), "{written:?}");
+}

@@ -157,17 +157,30 @@ async fn run_serves_the_cluster_and_cleanup_removes_everything_it_wrote() {
     }
     stop_gracefully(&mut child).await;
 
-    // cleanup removes our Secrets and entries, and nothing else.
-    let out = run(
-        &["cleanup"],
-        &env.iter()
-            .map(|(k, v)| (*k, v.as_str()))
-            .collect::<Vec<_>>(),
-    )
-    .await;
+    let env_refs = env
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .collect::<Vec<_>>();
+    // cleanup --dry-run says what it would delete, and deletes nothing.
+    let out = run(&["cleanup", "--dry-run"], &env_refs).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("2 Secrets deleted, our entries removed from 2 ServiceAccounts"),
+        stdout(&out).contains(
+            "dry run: would delete 2 Secrets, would remove our entries from 2 ServiceAccounts"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("deleted"), "{}", stdout(&out));
+    assert!(kube
+        .get("secrets", "team-a", "acr-credential-secret-aggregation")
+        .is_some());
+
+    // cleanup removes our Secrets and entries, and nothing else.
+    let out = run(&["cleanup"], &env_refs).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("deleted 2 Secrets, removed our entries from 2 ServiceAccounts"),
         "{}",
         stdout(&out)
     );

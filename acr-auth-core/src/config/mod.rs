@@ -11,7 +11,7 @@
 //!     ("acr-registry-info".to_owned(), "- instanceId: \"cri-abc\"\n  regionId: cn-beijing\n".to_owned()),
 //! ]);
 //! let parsed = HelperConfig::from_configmap(&data).unwrap();
-//! assert_eq!(parsed.config.watch_namespaces, Selection::Names(vec!["dev".into(), "prod".into()]));
+//! assert_eq!(parsed.config.watch_namespaces, Selection::Names(vec!["dev".to_owned(), "prod".to_owned()].into()));
 //! assert_eq!(parsed.config.registries[0].instance_id.as_deref(), Some("cri-abc"));
 //! ```
 
@@ -41,16 +41,92 @@ pub enum Selection {
     /// `*` (service accounts) or `all` (namespaces).
     All,
     /// These names.
-    Names(Vec<String>),
+    Names(NameList),
 }
 
 impl Selection {
-    /// Whether `name` is selected.
+    /// Whether `name` is selected (constant time: the planner and the webhook ask this for
+    /// every namespace and ServiceAccount).
     pub fn contains(&self, name: &str) -> bool {
         match self {
             Selection::All => true,
-            Selection::Names(n) => n.iter().any(|x| x == name),
+            Selection::Names(n) => n.contains(name),
         }
+    }
+}
+
+/// Distinct names in the order first given, with a hash index: building one from `n` names and
+/// looking a name up are linear and constant time (a ConfigMap may list tens of thousands).
+///
+/// ```
+/// use acr_auth_core::config::NameList;
+/// let names = NameList::from(vec!["b".to_owned(), "a".to_owned(), "b".to_owned()]);
+/// assert_eq!(names.as_slice(), ["b", "a"]);
+/// assert!(names.contains("a") && !names.contains("c"));
+/// ```
+#[derive(Clone, Default)]
+pub struct NameList {
+    names: Vec<String>,
+    index: std::collections::HashSet<String>,
+}
+
+impl NameList {
+    /// Whether `name` is listed.
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains(name)
+    }
+
+    /// The names, in the order first given.
+    pub fn as_slice(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Appends `name` unless it is listed already; returns whether it was added.
+    pub fn push(&mut self, name: String) -> bool {
+        if self.index.contains(&name) {
+            return false;
+        }
+        self.index.insert(name.clone());
+        self.names.push(name);
+        true
+    }
+}
+
+impl std::ops::Deref for NameList {
+    type Target = [String];
+    fn deref(&self) -> &[String] {
+        &self.names
+    }
+}
+
+impl fmt::Debug for NameList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.names.fmt(f)
+    }
+}
+
+impl PartialEq for NameList {
+    fn eq(&self, other: &Self) -> bool {
+        self.names == other.names
+    }
+}
+
+impl Eq for NameList {}
+
+impl FromIterator<String> for NameList {
+    fn from_iter<I: IntoIterator<Item = String>>(iter: I) -> Self {
+        let mut list = NameList::default();
+        for n in iter {
+            list.push(n);
+        }
+        list
+    }
+}
+
+impl From<Vec<String>> for NameList {
+    /// Keeps the first of each repeated name.
+    fn from(names: Vec<String>) -> Self {
+        names.into_iter().collect()
     }
 }
 
@@ -129,8 +205,8 @@ pub struct HelperConfig {
 impl Default for HelperConfig {
     fn default() -> Self {
         Self {
-            service_accounts: Selection::Names(vec!["default".into()]),
-            watch_namespaces: Selection::Names(vec!["default".into()]),
+            service_accounts: Selection::Names(vec!["default".to_owned()].into()),
+            watch_namespaces: Selection::Names(vec!["default".to_owned()].into()),
             exclude_namespaces: Vec::new(),
             expiring_threshold: DEFAULT_THRESHOLD,
             registries: Vec::new(),
@@ -518,7 +594,7 @@ fn selection(
         Raw::Text(t) => (split_list(t), None),
         Raw::Node(n) => match item::string_list(key, "", n, report) {
             Some(list) => (list, Some(n.at())),
-            None => return Selection::Names(vec!["default".into()]),
+            None => return Selection::Names(vec!["default".to_owned()].into()),
         },
     };
     if names.is_empty() {
@@ -528,7 +604,7 @@ fn selection(
             at,
             format!("is empty: expected a comma-separated list of names, or {all_word}"),
         );
-        return Selection::Names(vec!["default".into()]);
+        return Selection::Names(vec!["default".to_owned()].into());
     }
     if names.iter().any(|n| n.eq_ignore_ascii_case(all_word)) {
         if names.len() > 1 {
@@ -538,7 +614,7 @@ fn selection(
         }
         return Selection::All;
     }
-    let mut out = Vec::with_capacity(names.len());
+    let mut out = NameList::default();
     for n in names {
         // Keywords are case-insensitive; names are not.
         let n = if n.eq_ignore_ascii_case("default") {
@@ -555,7 +631,7 @@ fn selection(
                     "{n:?} is not a valid Kubernetes name (lower-case letters, digits and '-')"
                 ),
             );
-        } else if !out.contains(&n) {
+        } else {
             out.push(n);
         }
     }

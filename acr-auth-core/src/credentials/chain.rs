@@ -54,7 +54,9 @@ impl DefaultCredentialsChain {
         self
     }
 
-    /// Use this aliyun CLI profile instead of `ALIBABA_CLOUD_PROFILE` / `current`.
+    /// Use this aliyun CLI profile, and only it: an explicit profile wins over the environment
+    /// variables and every other source (as `aliyun --profile` does), and a profile that is
+    /// missing is an error rather than a silent fall-through to other credentials.
     pub fn with_profile(mut self, profile: impl Into<String>) -> Self {
         self.profile = Some(profile.into());
         self
@@ -93,7 +95,11 @@ impl DefaultCredentialsChain {
 
     async fn resolve(&self) -> Result<(Credentials, &'static str, SharedProvider), Error> {
         let mut tried = String::new();
-        for (i, source) in SOURCES.into_iter().enumerate() {
+        let sources: &[&'static str] = match self.profile {
+            Some(_) => &["aliyun CLI profile"],
+            None => &SOURCES,
+        };
+        for (i, &source) in sources.iter().enumerate() {
             let attempt = match self.build(source) {
                 Ok(provider) => provider.provide_credentials().await.map(|c| (c, provider)),
                 Err(e) => Err(e),

@@ -180,7 +180,12 @@ impl ProvideCredentials for EnvironmentProvider {
 pub fn from_env_vars(
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<Option<Credentials>, crate::Error> {
-    let get = |k: &str| lookup(k).filter(|v| !v.is_empty());
+    // Blank (whitespace-only) counts as unset: never an AccessKey of spaces.
+    let get = |k: &str| {
+        lookup(k)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
     let id = get("ALIBABA_CLOUD_ACCESS_KEY_ID");
     let secret = get("ALIBABA_CLOUD_ACCESS_KEY_SECRET");
     match (id, secret) {
@@ -195,12 +200,12 @@ pub fn from_env_vars(
         (Some(_), None) => Err(crate::Error::new(
             crate::ErrorKind::Credentials,
             "environment credentials",
-            "ALIBABA_CLOUD_ACCESS_KEY_ID is set but ALIBABA_CLOUD_ACCESS_KEY_SECRET is not",
+            "ALIBABA_CLOUD_ACCESS_KEY_ID is set but ALIBABA_CLOUD_ACCESS_KEY_SECRET is not (or is blank)",
         )),
         (None, Some(_)) => Err(crate::Error::new(
             crate::ErrorKind::Credentials,
             "environment credentials",
-            "ALIBABA_CLOUD_ACCESS_KEY_SECRET is set but ALIBABA_CLOUD_ACCESS_KEY_ID is not",
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET is set but ALIBABA_CLOUD_ACCESS_KEY_ID is not (or is blank)",
         )),
     }
 }

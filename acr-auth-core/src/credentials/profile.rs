@@ -136,7 +136,7 @@ fn cli_profile(
             )
         })?;
     let need = |v: &Option<String>, key: &str| -> Result<String, Error> {
-        v.clone().filter(|s| !s.is_empty()).ok_or_else(|| {
+        v.clone().filter(|s| !s.trim().is_empty()).ok_or_else(|| {
             Error::credentials(
                 CLI,
                 format!(
@@ -320,7 +320,7 @@ pub fn ini_file_provider(env: &ProviderEnv) -> Result<SharedProvider, Error> {
     };
     let need = |key: &str| -> Result<String, Error> {
         s.get(key)
-            .filter(|v| !v.is_empty())
+            .filter(|v| !v.trim().is_empty())
             .cloned()
             .ok_or_else(|| {
                 Error::credentials(INI, format!("[{name}] in {} needs {key}", path.display()))

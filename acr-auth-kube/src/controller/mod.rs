@@ -7,13 +7,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::events::{EventNote, EventRecorder, EventType};
 use acr_auth_core::config::HelperConfig;
 use acr_auth_core::credentials::TokenMode;
 use acr_auth_core::source::{CredentialState, RegistryCredential, RegistrySources, SourceSettings};
 use futures_util::StreamExt as _;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use kube::api::Api;
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher::Config as WatchConfig;
 use kube::Client;
@@ -149,7 +149,7 @@ pub struct Controller {
     /// The client of leader election (see [`Controller::with_lease_client`]).
     lease_client: Client,
     settings: ControllerSettings,
-    recorder: Recorder,
+    recorder: Arc<EventRecorder>,
     ops: Ops,
     webhook_context: Arc<LiveContext>,
 }
@@ -240,13 +240,10 @@ impl Controller {
     /// does): the controller retries each failed write itself, with backoff, and counts and
     /// logs 429s; kube's built-in retry would hide throttling and hold a pass.
     pub fn new(client: Client, settings: ControllerSettings) -> Self {
-        let recorder = Recorder::new(
+        let recorder = Arc::new(EventRecorder::new(
             client.clone(),
-            Reporter {
-                controller: "aliyun-acr-credential-helper".into(),
-                instance: None,
-            },
-        );
+            "aliyun-acr-credential-helper",
+        ));
         let ops = Ops::new(settings.sources.env.clock().clone());
         Self {
             lease_client: client.clone(),
@@ -277,21 +274,25 @@ impl Controller {
         self.ops.clone()
     }
 
+    /// Records an Event in the series of (`on`, `reason`, `subject`): a repeat carries the
+    /// latest note (`subject` is the registry for registry events, else `""`).
     async fn event(
         &self,
         type_: EventType,
         reason: &str,
+        subject: &str,
         note: String,
         on: k8s_openapi::api::core::v1::ObjectReference,
     ) {
-        let ev = KubeEvent {
+        let ev = EventNote {
             type_,
-            reason: reason.to_owned(),
-            note: Some(note),
-            action: "Reconcile".into(),
-            secondary: None,
+            reason,
+            action: "Reconcile",
+            subject,
+            note,
         };
-        if let Err(e) = self.recorder.publish(&ev, &on).await {
+        let now = self.settings.sources.env.clock().now();
+        if let Err(e) = self.recorder.publish(&ev, &on, now).await {
             tracing::warn!(error = %e, reason, "could not record an Event");
         }
     }
@@ -419,7 +420,7 @@ impl Controller {
             }
         }
         tracing::info!("watches synced");
-        self.webhook_context.attach(configmaps.clone(), {
+        self.webhook_context.attach({
             let namespaces = namespaces.clone();
             Box::new(move |name: &str| namespaces.get("", name))
         });
@@ -442,6 +443,8 @@ impl Controller {
             spread_next: None,
         };
         let mut was_leader = false;
+        // The ConfigMap version a standby last parsed for the webhook.
+        let mut standby_seen = None;
         loop {
             if !leadership.is_leader() {
                 if was_leader {
@@ -450,7 +453,11 @@ impl Controller {
                 was_leader = false;
                 self.ops.health.set_leader(false);
                 self.ops.metrics.leader.set(0);
-                leadership.wait_until(true).await;
+                self.standby_webhook_config(&configmaps, &mut standby_seen);
+                tokio::select! {
+                    _ = leadership.wait_until(true) => {}
+                    _ = trigger.notified() => {}
+                }
                 continue;
             }
             if !was_leader {
@@ -609,6 +616,28 @@ impl Controller {
         }
     }
 
+    /// A standby replica's webhook answers with the configuration in the ConfigMap too: parsed
+    /// here when the ConfigMap changes (never on the request path); an invalid one is left to
+    /// the leader to report.
+    fn standby_webhook_config(
+        &self,
+        configmaps: &Store<ConfigMap>,
+        seen: &mut Option<Option<String>>,
+    ) {
+        let cm = configmaps.state().first().cloned();
+        let version = cm
+            .as_ref()
+            .map(|c| c.metadata.resource_version.clone().unwrap_or_default());
+        if seen.as_ref() == Some(&version) {
+            return;
+        }
+        *seen = Some(version);
+        let data = cm.and_then(|c| c.data.clone()).unwrap_or_default();
+        if let Ok(p) = HelperConfig::from_configmap(&data) {
+            self.webhook_context.set_config(Arc::new(p.config));
+        }
+    }
+
     async fn load_config(&self, configmaps: &Store<ConfigMap>, live: &mut Live) {
         let data: Option<BTreeMap<String, String>> = configmaps
             .state()
@@ -652,6 +681,7 @@ impl Controller {
             }
             keep
         });
+        self.webhook_context.set_config(Arc::new(p.config.clone()));
         live.state = ConfigState::Accepted(Box::new(Accepted {
             config: p.config,
             sources,
@@ -678,6 +708,7 @@ impl Controller {
             self.event(
                 EventType::Warning,
                 "InvalidConfiguration",
+                "",
                 message.clone(),
                 self.configmap_ref(),
             )
@@ -731,6 +762,7 @@ impl Controller {
                         self.event(
                             EventType::Normal,
                             "TokenRenewed",
+                            &registry,
                             note,
                             self.configmap_ref(),
                         )
@@ -742,13 +774,13 @@ impl Controller {
                     let message = format!(
                         "{registry}: renewal failed ({error}); the last good credential stays in the Secrets until {until}"
                     );
-                    self.report_failure(record, message).await;
+                    self.report_failure(&registry, record, message).await;
                 }
                 CredentialState::Unavailable(error) => {
                     let message = format!(
                         "{registry}: no valid credential ({error}); its hosts are left out of new Secret content, the other registries are served"
                     );
-                    self.report_failure(record, message).await;
+                    self.report_failure(&registry, record, message).await;
                 }
             }
             if let Some(c) = state.credential() {
@@ -773,7 +805,7 @@ impl Controller {
 
     /// Logs a registry failure, and sends a Warning Event when it starts or its text changes
     /// (not at every retry).
-    async fn report_failure(&self, record: &mut RegistryRecord, message: String) {
+    async fn report_failure(&self, registry: &str, record: &mut RegistryRecord, message: String) {
         if record.failing.as_deref() == Some(message.as_str()) {
             return;
         }
@@ -781,6 +813,7 @@ impl Controller {
         self.event(
             EventType::Warning,
             "TokenRenewalFailed",
+            registry,
             message.clone(),
             self.configmap_ref(),
         )
@@ -950,7 +983,7 @@ impl Controller {
                         name: Some(namespace.clone()),
                         ..Default::default()
                     };
-                    self.event(EventType::Warning, "SecretNotOurs", format!("Secret {namespace}/{name} exists and was not created by aliyun-acr-credential-helper; it is left alone"), reference).await;
+                    self.event(EventType::Warning, "SecretNotOurs", "", format!("Secret {namespace}/{name} exists and was not created by aliyun-acr-credential-helper; it is left alone"), reference).await;
                     live.not_ours
                         .insert((namespace, name), tokio::time::Instant::now());
                     report.failed += 1;

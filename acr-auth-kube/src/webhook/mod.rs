@@ -145,7 +145,9 @@ pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 pub fn namespace_selector(config: &HelperConfig) -> Option<Value> {
     let mut expressions = Vec::new();
     if let acr_auth_core::config::Selection::Names(names) = &config.watch_namespaces {
-        expressions.push(json!({"key": NAMESPACE_NAME_LABEL, "operator": "In", "values": names}));
+        expressions.push(
+            json!({"key": NAMESPACE_NAME_LABEL, "operator": "In", "values": names.as_slice()}),
+        );
     }
     let excluded: Vec<&String> = config
         .exclude_namespaces
@@ -488,25 +490,18 @@ impl WebhookSettings {
     }
 }
 
-/// The ConfigMap data last parsed, and the configuration in force.
-type ParsedConfig = (
-    Option<std::collections::BTreeMap<String, String>>,
-    Arc<HelperConfig>,
-);
-
 /// Looks a namespace up by name in the controller's watch.
 pub type NamespaceLookup = Box<dyn Fn(&str) -> Option<NamespaceInfo> + Send + Sync>;
 
-/// The configuration and namespaces the webhook answers with, read from the controller's
-/// watches (on every replica: the webhook Service reaches any of them). The configuration is
-/// parsed again only when the ConfigMap changes; an invalid edit keeps the last good one.
+/// The configuration and namespaces the webhook answers with (on every replica: the webhook
+/// Service reaches any of them). The controller hands over each configuration it accepts
+/// ([`LiveContext::set_config`]); a request never parses the ConfigMap (a ConfigMap listing tens
+/// of thousands of names would hold an admission call past its timeout), and an invalid edit
+/// leaves the last accepted configuration in force.
 #[derive(Default)]
 pub struct LiveContext {
-    configmaps: std::sync::Mutex<
-        Option<kube::runtime::reflector::Store<k8s_openapi::api::core::v1::ConfigMap>>,
-    >,
     namespaces: std::sync::Mutex<Option<NamespaceLookup>>,
-    parsed: std::sync::Mutex<ParsedConfig>,
+    config: std::sync::Mutex<Arc<HelperConfig>>,
 }
 
 impl std::fmt::Debug for LiveContext {
@@ -516,37 +511,24 @@ impl std::fmt::Debug for LiveContext {
 }
 
 impl LiveContext {
-    /// Hands the watches over (the controller does this once they are created).
-    pub fn attach(
-        &self,
-        configmaps: kube::runtime::reflector::Store<k8s_openapi::api::core::v1::ConfigMap>,
-        namespaces: NamespaceLookup,
-    ) {
-        *self.configmaps.lock().unwrap_or_else(|e| e.into_inner()) = Some(configmaps);
+    /// Hands the namespace watch over (the controller does this once it is synced).
+    pub fn attach(&self, namespaces: NamespaceLookup) {
         *self.namespaces.lock().unwrap_or_else(|e| e.into_inner()) = Some(namespaces);
+    }
+
+    /// The configuration to answer with from now on (the controller calls this when it accepts
+    /// one; until then the defaults apply).
+    pub fn set_config(&self, config: Arc<HelperConfig>) {
+        *self.config.lock().unwrap_or_else(|e| e.into_inner()) = config;
     }
 }
 
 impl ReviewContext for LiveContext {
     fn config(&self) -> Arc<HelperConfig> {
-        let data = self
-            .configmaps
+        self.config
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .and_then(|s| {
-                s.state()
-                    .first()
-                    .map(|cm| cm.data.clone().unwrap_or_default())
-            });
-        let mut parsed = self.parsed.lock().unwrap_or_else(|e| e.into_inner());
-        if data.is_some() && parsed.0 != data {
-            if let Ok(p) = HelperConfig::from_configmap(data.as_ref().into_iter().flatten()) {
-                parsed.1 = Arc::new(p.config);
-            }
-            parsed.0 = data;
-        }
-        parsed.1.clone()
+            .clone()
     }
 
     fn namespace(&self, name: &str) -> NamespaceInfo {

@@ -137,10 +137,12 @@ pub(crate) async fn mutate(
 ) -> Result<Value, Response> {
     let configs: Vec<Value> = {
         let store = shared.store();
+        // Only the configurations' own key range: a scan of every object made each create
+        // linear in the cluster's size (50,000 namespaces took 172 s to create).
         store
             .objects
-            .iter()
-            .filter(|((key, _, _), _)| *key == CONFIGS)
+            .range((CONFIGS, String::new(), String::new())..)
+            .take_while(|((key, _, _), _)| *key == CONFIGS)
             .map(|(_, v)| v.clone())
             .collect()
     };

@@ -164,8 +164,9 @@ pub(crate) fn watch(
                 None => Start::Initial(
                     store
                         .objects
-                        .iter()
-                        .filter(|((res, _, _), o)| *res == r.key && selects(o))
+                        .range((r.key, String::new(), String::new())..)
+                        .take_while(|((res, _, _), _)| *res == r.key)
+                        .filter(|(_, o)| selects(o))
                         .map(|(_, o)| event_line("ADDED", o))
                         .collect(),
                     store.rv,

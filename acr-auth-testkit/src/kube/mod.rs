@@ -62,6 +62,8 @@ struct Fault {
     resource: Option<String>,
     status: u16,
     retry_after: Option<u32>,
+    /// Requests this fault still answers.
+    remaining: usize,
 }
 
 #[derive(Debug)]
@@ -72,6 +74,8 @@ pub(crate) struct Shared {
     /// While `true`, watches hold their events back.
     watches_paused: tokio::sync::watch::Sender<bool>,
     faults: Mutex<VecDeque<Fault>>,
+    /// Responses by `"verb resource status"`, for the scale bench (`GET /_fake/responses`).
+    responses: Mutex<std::collections::BTreeMap<String, u64>>,
     requests: Mutex<Vec<RequestRecord>>,
     webhook_calls: Mutex<Vec<String>>,
     bookmark_interval: Duration,
@@ -139,6 +143,7 @@ impl FakeKube {
             close_watches: tokio::sync::watch::channel(0).0,
             watches_paused: tokio::sync::watch::channel(false).0,
             faults: Mutex::new(VecDeque::new()),
+            responses: Mutex::new(std::collections::BTreeMap::new()),
             requests: Mutex::new(Vec::new()),
             webhook_calls: Mutex::new(Vec::new()),
             bookmark_interval,
@@ -213,11 +218,15 @@ impl FakeKube {
 
     /// Every object of `resource` (in `namespace`, or everywhere with `None`).
     pub fn list(&self, resource: &str, namespace: Option<&str>) -> Vec<Value> {
+        let Some(r) = RESOURCES.iter().find(|r| r.key == resource) else {
+            return Vec::new();
+        };
         self.shared
             .store()
             .objects
-            .iter()
-            .filter(|((r, ns, _), _)| *r == resource && namespace.is_none_or(|n| n == ns))
+            .range((r.key, String::new(), String::new())..)
+            .take_while(|((key, _, _), _)| *key == r.key)
+            .filter(|((_, ns, _), _)| namespace.is_none_or(|n| n == ns))
             .map(|(_, v)| v.clone())
             .collect()
     }
@@ -235,12 +244,13 @@ impl FakeKube {
             .faults
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        for _ in 0..n {
+        if n > 0 {
             faults.push_back(Fault {
                 verb: verb.to_owned(),
                 resource: resource.map(str::to_owned),
                 status,
                 retry_after: None,
+                remaining: n,
             });
         }
     }
@@ -254,12 +264,13 @@ impl FakeKube {
             .faults
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        for _ in 0..n {
+        if n > 0 {
             faults.push_back(Fault {
                 verb: verb.to_owned(),
                 resource: resource.map(str::to_owned),
                 status: 429,
                 retry_after: Some(retry_after),
+                remaining: n,
             });
         }
     }
@@ -361,6 +372,50 @@ async fn dispatch(
         }
         return json_response(200, &json!(counts));
     }
+    if uri.path() == "/_fake/responses" && method == Method::GET {
+        let counts = shared
+            .responses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        return json_response(200, &json!(counts));
+    }
+    if uri.path() == "/_fake/faults" {
+        // `POST {"verb": "patch", "resource": "secrets", "count": n, "status": 500}` queues a
+        // fault (`verb` `*` and no `resource` match anything); `DELETE` drops every fault.
+        if method == Method::DELETE {
+            shared
+                .faults
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
+            return json_response(200, &json!({}));
+        }
+        let Ok(f) = serde_json::from_slice::<Value>(&body) else {
+            return status(400, "BadRequest", "the body is not JSON");
+        };
+        let (Some(verb), Some(count), Some(code)) = (
+            f["verb"].as_str(),
+            f["count"].as_u64(),
+            f["status"].as_u64().and_then(|s| u16::try_from(s).ok()),
+        ) else {
+            return status(400, "BadRequest", "need verb, count and status");
+        };
+        if count > 0 {
+            shared
+                .faults
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push_back(Fault {
+                    verb: verb.to_owned(),
+                    resource: f["resource"].as_str().map(str::to_owned),
+                    status: code,
+                    retry_after: f["retryAfter"].as_u64().and_then(|s| u32::try_from(s).ok()),
+                    remaining: usize::try_from(count).unwrap_or(usize::MAX),
+                });
+        }
+        return json_response(200, &json!({"queued": count}));
+    }
     let mut req = KubeRequest {
         method,
         uri,
@@ -423,36 +478,68 @@ async fn dispatch(
                     .as_deref()
                     .is_none_or(|r| r == route.resource.plural)
         });
-        pos.and_then(|p| faults.remove(p))
+        pos.map(|p| {
+            let f = &mut faults[p];
+            f.remaining -= 1;
+            let answer = (f.status, f.retry_after);
+            if f.remaining == 0 {
+                faults.remove(p);
+            }
+            answer
+        })
     };
-    if let Some(f) = fault {
-        if let Some(secs) = f.retry_after {
-            let body = json!({
-                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                "message": "Too many requests, please try again later.",
-                "reason": "TooManyRequests", "code": 429,
-                "details": {"retryAfterSeconds": secs},
-            });
-            return (
-                StatusCode::TOO_MANY_REQUESTS,
-                [
-                    ("content-type", "application/json".to_owned()),
-                    ("retry-after", secs.to_string()),
-                ],
-                body.to_string(),
-            )
-                .into_response();
+    let response = match fault {
+        Some((status, retry_after)) => {
+            fault_response(status, retry_after, verb, route.resource.plural)
         }
-        let reason = match f.status {
+        None => api::handle(&shared, &req, &route, verb).await,
+    };
+    *shared
+        .responses
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(format!(
+            "{verb} {} {}",
+            route.resource.plural,
+            response.status().as_u16()
+        ))
+        .or_default() += 1;
+    response
+}
+
+fn fault_response(
+    status_code: u16,
+    retry_after: Option<u32>,
+    verb: &str,
+    plural: &str,
+) -> Response {
+    if let Some(secs) = retry_after {
+        let body = json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "Too many requests, please try again later.",
+            "reason": "TooManyRequests", "code": 429,
+            "details": {"retryAfterSeconds": secs},
+        });
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [
+                ("content-type", "application/json".to_owned()),
+                ("retry-after", secs.to_string()),
+            ],
+            body.to_string(),
+        )
+            .into_response();
+    }
+    {
+        let reason = match status_code {
             409 => "Conflict",
             429 => "TooManyRequests",
             _ => "InternalError",
         };
-        return status(
-            f.status,
+        status(
+            status_code,
             reason,
-            format!("injected fault for {verb} {}", route.resource.plural),
-        );
+            format!("injected fault for {verb} {plural}"),
+        )
     }
-    api::handle(&shared, &req, &route, verb).await
 }

@@ -48,10 +48,13 @@ enum Command {
 }
 
 /// `info` for the controller, `warn` for the one-shot commands.
+/// Without `RUST_LOG`: info for the long-running commands, warnings otherwise. kube-rs's own
+/// line per failed request is left out (`kube_client=off`): the controller reports each failure
+/// itself, rate-limited per cause, so an API outage does not become one line per write.
 fn default_log_level() -> &'static str {
     match std::env::args().nth(1).as_deref() {
-        Some("run") | Some("cleanup") => "info",
-        _ => "warn",
+        Some("run") | Some("cleanup") => "info,kube_client=off",
+        _ => "warn,kube_client=off",
     }
 }
 

@@ -362,11 +362,6 @@ pub async fn cleanup(args: CleanupArgs) -> Result<(), String> {
             tracing::warn!(error = %e, "could not record the Cleanup Event");
         }
     }
-    println!(
-        "{}{} Secrets deleted, our entries removed from {} ServiceAccounts",
-        if args.dry_run { "dry run: " } else { "" },
-        report.secrets_deleted,
-        report.service_accounts_patched
-    );
+    println!("{report}");
     Ok(())
 }
