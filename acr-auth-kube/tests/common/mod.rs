@@ -42,7 +42,7 @@ pub async fn post(kube: &FakeKube, path: &str, body: Value) -> u16 {
 
 /// A JSON merge patch of `path`, as another client of the cluster; returns the status.
 pub async fn patch(kube: &FakeKube, path: &str, body: Value) -> u16 {
-    reqwest::Client::new()
+    acr_auth_testkit::http_client()
         .patch(format!("{}{path}", kube.url()))
         .header("content-type", "application/merge-patch+json")
         .body(body.to_string())
