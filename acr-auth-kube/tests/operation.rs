@@ -553,7 +553,11 @@ async fn a_blank_access_key_in_the_addon_secret_is_rejected_naming_the_key() {
             "{}/api/v1/namespaces/kube-system/secrets/alibaba-addon-secret",
             kube.url()
         );
-        let _ = acr_auth_testkit::http_client().delete(&url).send().await.unwrap();
+        let _ = acr_auth_testkit::http_client()
+            .delete(&url)
+            .send()
+            .await
+            .unwrap();
         let status = post(
             &kube,
             "/api/v1/namespaces/kube-system/secrets",

@@ -26,8 +26,14 @@ fn same_webhook(
         ]
         .iter()
         .all(|f| same(f))
-        && c[0]["rules"][0]["operations"] == d[0]["rules"][0]["operations"]
-        && c[0]["rules"][0]["resources"] == d[0]["rules"][0]["resources"]
+        && [
+            "sideEffects",
+            "admissionReviewVersions",
+            "reinvocationPolicy",
+            "rules",
+        ]
+        .iter()
+        .all(|f| same(f))
         && current["metadata"]["labels"][MANAGED_BY_LABEL] == MANAGED_BY_VALUE
 }
 
