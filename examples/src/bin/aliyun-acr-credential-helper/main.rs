@@ -48,13 +48,28 @@ enum Command {
 }
 
 /// `info` for the controller, `warn` for the one-shot commands.
-/// Without `RUST_LOG`: info for the long-running commands, warnings otherwise. kube-rs's own
-/// line per failed request is left out (`kube_client=off`): the controller reports each failure
-/// itself, rate-limited per cause, so an API outage does not become one line per write.
+/// Without `RUST_LOG`: info for the long-running commands, warnings otherwise.
 fn default_log_level() -> &'static str {
     match std::env::args().nth(1).as_deref() {
-        Some("run") | Some("cleanup") => "info,kube_client=off",
-        _ => "warn,kube_client=off",
+        Some("run") | Some("cleanup") => "info",
+        _ => "warn",
+    }
+}
+
+/// The log filter: `RUST_LOG`, or [`default_log_level`]. kube-rs's own line per failed request
+/// (target `kube_client::client::builder`) is left out unless `RUST_LOG` names `kube_client`:
+/// the controller reports each failure itself, rate-limited per cause, so an API outage does not
+/// become one line per write.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    let from_env = std::env::var("RUST_LOG").ok();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log_level()));
+    if from_env.is_some_and(|v| v.contains("kube_client")) {
+        return filter;
+    }
+    match "kube_client::client::builder=off".parse() {
+        Ok(d) => filter.add_directive(d),
+        Err(_) => filter,
     }
 }
 
@@ -63,10 +78,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         // Colours only on a terminal: a pod's log is a pipe.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log_level())),
-        )
+        .with_env_filter(log_filter())
         .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
