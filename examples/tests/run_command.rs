@@ -514,3 +514,40 @@ async fn run_without_a_region_says_how_to_set_it() {
         stderr(&out)
     );
 }
+
+/// During an API outage the log does not repeat itself: a Secret create that keeps failing
+/// (500) is logged once per cause and window, and kube-rs's own line per failed request is left
+/// out, while the failures go on (paced by the backoff).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_outage_is_logged_once_per_cause_not_once_per_attempt() {
+    let (cloud, kube, dir) = setup(FakeCloudConfig::sample()).await;
+    kube.fail_next("create", Some("secrets"), 100_000, 500);
+    let mut child = spawn_run(
+        &["run"],
+        &env(dir.path(), &cloud),
+        &[],
+        std::process::Stdio::piped(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while kube.count("create", Some("secrets")) < 8 {
+        assert!(Instant::now() < deadline, "the creates were not retried");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop_gracefully(&mut child).await;
+    let mut log = String::new();
+    use tokio::io::AsyncReadExt as _;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .await
+        .unwrap();
+    let attempts = kube.count("create", Some("secrets"));
+    let failures = log.lines().filter(|l| l.contains("write failed")).count();
+    assert_eq!(failures, 1, "{attempts} failed creates logged as:\n{log}");
+    assert!(
+        !log.contains("failed with status"),
+        "kube-rs's line per request:\n{log}"
+    );
+}
