@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::Client;
 
-use crate::plan::{Write, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::plan::{has_managed_label, Write};
 
 /// Why a write did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -99,9 +99,11 @@ pub async fn apply(client: &Client, write: &Write) -> Result<(), ApplyError> {
                     // Our watch had not seen it: either ours and the watch lags (after an
                     // outage, or created by another replica), or someone else's.
                     match api.get_opt(name).await {
-                        Ok(Some(existing)) if is_ours(&existing) => Err(ApplyError::Conflict(
-                            format!("Secret {namespace}/{name} already exists"),
-                        )),
+                        Ok(Some(existing)) if has_managed_label(&existing.metadata) => {
+                            Err(ApplyError::Conflict(format!(
+                                "Secret {namespace}/{name} already exists"
+                            )))
+                        }
                         Ok(Some(_)) => Err(ApplyError::NotOurs {
                             namespace: namespace.clone(),
                             name: name.clone(),
@@ -168,16 +170,6 @@ pub async fn apply(client: &Client, write: &Write) -> Result<(), ApplyError> {
             }
         }
     }
-}
-
-/// Whether a Secret carries our managed-by label.
-pub fn is_ours(secret: &Secret) -> bool {
-    secret
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(MANAGED_BY_LABEL))
-        .is_some_and(|v| v == MANAGED_BY_VALUE)
 }
 
 /// The object a write is about, as the API server has it now.

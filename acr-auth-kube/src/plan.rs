@@ -131,6 +131,16 @@ pub fn is_managed(object: &Value) -> bool {
     object["metadata"]["labels"][MANAGED_BY_LABEL] == MANAGED_BY_VALUE
 }
 
+/// [`is_managed`] for a typed object's metadata.
+pub fn has_managed_label(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> bool {
+    meta.labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY_LABEL))
+        .is_some_and(|v| v == MANAGED_BY_VALUE)
+}
+
 /// Annotation on a ServiceAccount listing the `imagePullSecrets` entries we added
 /// (comma-separated). Only entries listed here are ever removed: an entry someone else added is
 /// never ours, even if it names our Secret.
@@ -450,11 +460,7 @@ impl SecretInfo {
             namespace: meta.namespace.clone().unwrap_or_default(),
             name: meta.name.clone().unwrap_or_default(),
             resource_version: meta.resource_version.clone().unwrap_or_default(),
-            managed: meta
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(MANAGED_BY_LABEL))
-                .is_some_and(|v| v == MANAGED_BY_VALUE),
+            managed: has_managed_label(meta),
             content_digest: secret
                 .data
                 .as_ref()

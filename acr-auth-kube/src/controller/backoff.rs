@@ -24,22 +24,12 @@ const CONFLICT_BACKOFF: FailureBackoff = FailureBackoff {
 
 impl WriteBackoff {
     pub(super) fn key(write: &Write) -> String {
-        match write {
-            Write::CreateSecret {
-                namespace, name, ..
-            }
-            | Write::UpdateSecret {
-                namespace, name, ..
-            }
-            | Write::DeleteSecret {
-                namespace, name, ..
-            } => format!("secret {namespace}/{name}"),
-            Write::PatchServiceAccount {
-                namespace,
-                service_account,
-                ..
-            } => format!("serviceaccount {namespace}/{service_account}"),
-        }
+        let (namespace, name) = write.target();
+        let kind = match write {
+            Write::PatchServiceAccount { .. } => "serviceaccount",
+            _ => "secret",
+        };
+        format!("{kind} {namespace}/{name}")
     }
 
     /// Whether `write` waits out a backoff at `now`.

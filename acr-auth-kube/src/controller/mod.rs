@@ -821,59 +821,6 @@ impl Controller {
         record.failing = Some(message);
     }
 
-    /// Holds back the renewal writes whose place in the renewal window has not come yet.
-    fn spread_renewals(
-        &self,
-        writes: Vec<Write>,
-        secrets: &Compact<SecretInfo>,
-        live: &mut Live,
-        now: tokio::time::Instant,
-        report: &mut PassReport,
-    ) -> Vec<Write> {
-        let content = writes.iter().find_map(|w| match w {
-            Write::UpdateSecret { content, .. } => Some(content.digest()),
-            _ => None,
-        });
-        let since = match (content, live.rollout) {
-            (Some(d), Some((current, since))) if d == current => since,
-            (Some(d), _) => {
-                live.rollout = Some((d, now));
-                now
-            }
-            (None, _) => {
-                live.rollout = None;
-                now
-            }
-        };
-        let clock_now = self.settings.sources.env.clock().now();
-        let window = self.settings.renewal_spread;
-        let mut next: Option<tokio::time::Instant> = None;
-        let ready: Vec<Write> = writes
-            .into_iter()
-            .filter(|w| {
-                let (namespace, name) = w.target();
-                let existing = secrets.get(namespace, name);
-                match spread::renewal_due(w, existing.as_ref(), clock_now, since, window) {
-                    Some(due) if due > now => {
-                        next = Some(next.map_or(due, |n| n.min(due)));
-                        false
-                    }
-                    _ => true,
-                }
-            })
-            .collect();
-        report.spread = report.planned - ready.len();
-        if report.spread > 0 && since == now {
-            tracing::info!(
-                writes = report.spread,
-                window_s = window.as_secs(),
-                "spreading renewal writes over the renewal window (old tokens stay valid meanwhile)"
-            );
-        }
-        live.spread_next = next;
-        ready
-    }
-
     async fn pass(
         &self,
         namespaces: &Compact<NamespaceInfo>,
@@ -960,7 +907,7 @@ impl Controller {
                     match current {
                         Some(apply::Current::Secret(s)) => {
                             let (namespace, name) = write.target();
-                            let ours = s.filter(|s| apply::is_ours(s));
+                            let ours = s.filter(|s| crate::plan::has_managed_label(&s.metadata));
                             secrets.put(namespace, name, ours.map(|s| secret_info(&s)));
                         }
                         Some(apply::Current::ServiceAccount(sa)) => {

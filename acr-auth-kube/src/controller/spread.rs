@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime};
 use sha2::Digest as _;
 use tokio::time::Instant;
 
+use super::stores::Compact;
+use super::{Live, PassReport};
 use crate::plan::{registries_shape, SecretInfo, Write};
 
 /// The default window.
@@ -22,39 +24,119 @@ pub(super) fn offset(namespace: &str, window: Duration) -> Duration {
     window.mul_f64(x as f64 / (u64::MAX as f64 + 1.0))
 }
 
-/// When an update may go: `None` to write at once, `Some(t)` when it only renews the tokens
-/// of `existing` (same registries and hosts) whose old credentials stay valid for more than
-/// twice the window from `now`; `t` is `since` (when this content was first planned) plus the
-/// namespace's offset.
-pub(super) fn renewal_due(
-    write: &Write,
-    existing: Option<&SecretInfo>,
-    now: SystemTime,
+/// One pass's renewal window: the content being rolled out (its registries' shape), since
+/// when, and the clock.
+pub(super) struct Rollout {
+    /// [`registries_shape`] of the new content, computed once per pass.
+    shape: Option<[u8; 32]>,
     since: Instant,
+    now: SystemTime,
     window: Duration,
-) -> Option<Instant> {
-    if window.is_zero() {
-        return None;
+}
+
+impl Rollout {
+    /// The rollout of `content` (its [`crate::plan::SecretContent::registries`] annotation),
+    /// started at `since`.
+    pub(super) fn new(
+        registries: Option<&str>,
+        since: Instant,
+        now: SystemTime,
+        window: Duration,
+    ) -> Self {
+        Self {
+            shape: registries.and_then(registries_shape),
+            since,
+            now,
+            window,
+        }
     }
-    let Write::UpdateSecret {
-        namespace, content, ..
-    } = write
-    else {
-        return None;
-    };
-    let existing = existing?;
-    let new_shape = content.registries().and_then(registries_shape)?;
-    if existing.registries_shape != Some(new_shape) {
-        return None;
+
+    /// When an update may go: `None` to write at once, `Some(t)` when it only renews the
+    /// tokens of `existing` (same registries and hosts) whose old credentials stay valid for
+    /// more than twice the window; `t` is `since` plus the namespace's offset.
+    pub(super) fn due(&self, write: &Write, existing: Option<&SecretInfo>) -> Option<Instant> {
+        if self.window.is_zero() {
+            return None;
+        }
+        let Write::UpdateSecret { namespace, .. } = write else {
+            return None;
+        };
+        let existing = existing?;
+        if self.shape.is_none() || existing.registries_shape != self.shape {
+            return None;
+        }
+        let old_expiry = existing
+            .expires_annotation
+            .as_deref()
+            .and_then(acr_auth_core::time::parse_iso8601)?;
+        if old_expiry.duration_since(self.now).unwrap_or_default() <= self.window * 2 {
+            return None;
+        }
+        Some(self.since + offset(namespace, self.window))
     }
-    let old_expiry = existing
-        .expires_annotation
-        .as_deref()
-        .and_then(acr_auth_core::time::parse_iso8601)?;
-    if old_expiry.duration_since(now).unwrap_or_default() <= window * 2 {
-        return None;
+}
+
+impl super::Controller {
+    /// Holds back the renewal writes whose place in the renewal window has not come yet.
+    pub(super) fn spread_renewals(
+        &self,
+        writes: Vec<Write>,
+        secrets: &Compact<SecretInfo>,
+        live: &mut Live,
+        now: Instant,
+        report: &mut PassReport,
+    ) -> Vec<Write> {
+        // One content is rolled out to every namespace: its first update says which.
+        let content = writes.iter().find_map(|w| match w {
+            Write::UpdateSecret { content, .. } => Some(content.clone()),
+            _ => None,
+        });
+        let since = match (&content, live.rollout) {
+            (Some(c), Some((current, since))) if c.digest() == current => since,
+            (Some(c), _) => {
+                live.rollout = Some((c.digest(), now));
+                now
+            }
+            (None, _) => {
+                live.rollout = None;
+                now
+            }
+        };
+        let window = self.settings.renewal_spread;
+        let rollout = Rollout::new(
+            content.as_ref().and_then(|c| c.registries()),
+            since,
+            self.settings.sources.env.clock().now(),
+            window,
+        );
+        let mut next: Option<Instant> = None;
+        let ready: Vec<Write> = writes
+            .into_iter()
+            .filter(|w| {
+                if !matches!(w, Write::UpdateSecret { .. }) {
+                    return true;
+                }
+                let (namespace, name) = w.target();
+                match rollout.due(w, secrets.get(namespace, name).as_ref()) {
+                    Some(due) if due > now => {
+                        next = Some(next.map_or(due, |n| n.min(due)));
+                        false
+                    }
+                    _ => true,
+                }
+            })
+            .collect();
+        report.spread = report.planned - ready.len();
+        if report.spread > 0 && since == now {
+            tracing::info!(
+                writes = report.spread,
+                window_s = window.as_secs(),
+                "spreading renewal writes over the renewal window (old tokens stay valid meanwhile)"
+            );
+        }
+        live.spread_next = next;
+        ready
     }
-    Some(since + offset(namespace, window))
 }
 
 #[cfg(test)]
@@ -97,6 +179,20 @@ mod tests {
             registries_shape: registries_shape(registries),
             ..SecretInfo::default()
         }
+    }
+
+    /// The rollout of `write`'s content, asked about `write`.
+    fn renewal_due(
+        write: &Write,
+        existing: Option<&SecretInfo>,
+        now: SystemTime,
+        since: Instant,
+        window: Duration,
+    ) -> Option<Instant> {
+        let Write::UpdateSecret { content, .. } = write else {
+            panic!("not an update");
+        };
+        Rollout::new(content.registries(), since, now, window).due(write, existing)
     }
 
     #[test]

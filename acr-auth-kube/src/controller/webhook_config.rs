@@ -103,13 +103,7 @@ impl Controller {
                     tracing::info!(%name, "updated the MutatingWebhookConfiguration");
                 }
                 (None, Some(cur)) => {
-                    let ours = cur
-                        .metadata
-                        .labels
-                        .as_ref()
-                        .and_then(|l| l.get(MANAGED_BY_LABEL))
-                        .is_some_and(|v| v == MANAGED_BY_VALUE);
-                    if ours {
+                    if crate::plan::has_managed_label(&cur.metadata) {
                         api.delete(name, &kube::api::DeleteParams::default()).await?;
                         tracing::info!(%name, "webhook disabled: deleted the MutatingWebhookConfiguration");
                     }

@@ -564,7 +564,7 @@ pub async fn ensure_certificate_held(
                 Err(e) => return Err(api_error(e)),
             }
         };
-        if !crate::apply::is_ours(&existing) {
+        if !crate::plan::has_managed_label(&existing.metadata) {
             return Err(CertificateError::Invalid(format!(
                 "Secret {namespace}/{CERT_SECRET} exists and was not created by aliyun-acr-credential-helper; remove it, or mount a certificate with --webhook-cert-dir"
             )));
