@@ -306,3 +306,82 @@ async fn a_new_ca_is_published_before_it_is_served_and_a_deleted_secret_is_resto
     let _ = stop.send(true);
     keeper.await.unwrap();
 }
+
+/// Posts a certificate Secret as an earlier run (or someone else) left it.
+async fn seed_secret(kube: &FakeKube, labels: serde_json::Value, data: serde_json::Value) {
+    assert_eq!(
+        post(
+            kube,
+            "/api/v1/namespaces/kube-system/secrets",
+            json!({"metadata": {"name": webhook::CERT_SECRET, "labels": labels},
+                   "type": "kubernetes.io/tls", "stringData": data}),
+        )
+        .await,
+        201
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_secret_a_garbage_ca_key_and_a_failing_api_server_lose_nothing() {
+    let now = acr_auth_core::time::Clock::now(&acr_auth_core::time::SystemClock);
+    let ours = json!({"app.kubernetes.io/managed-by": "aliyun-acr-credential-helper"});
+
+    // A Secret of that name that is not ours: refused by name, left as it was.
+    let kube = FakeKube::start().await.unwrap();
+    let client = common::client(&kube, "controller");
+    seed_secret(
+        &kube,
+        json!({"team": "platform"}),
+        json!({"tls.crt": "theirs"}),
+    )
+    .await;
+    let e = webhook::ensure_certificate(&client, "kube-system", &dns(), &localhost(), now)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("not created by aliyun-acr-credential-helper"),
+        "{e}"
+    );
+    assert_eq!(
+        data(&cert_secret(&kube), "tls.crt").as_deref(),
+        Some("theirs")
+    );
+
+    // A garbage ca.key (edited by hand): the renewal makes a new CA instead of failing for ever.
+    let kube = FakeKube::start().await.unwrap();
+    let client = common::client(&kube, "controller");
+    let earlier = WebhookCertificate::generate(&dns(), &[], now).unwrap();
+    seed_secret(
+        &kube,
+        ours.clone(),
+        json!({"ca.crt": earlier.ca_pem, "tls.crt": earlier.cert_pem,
+               "tls.key": earlier.key_pem(), "ca.key": "not a key"}),
+    )
+    .await;
+    let c = webhook::ensure_certificate(&client, "kube-system", &dns(), &localhost(), now)
+        .await
+        .unwrap();
+    assert_eq!(c.renewal_reason(&dns(), &localhost(), now), None);
+    assert!(c.has_ca_key());
+    assert!(
+        c.ca_pem.ends_with(earlier.ca_pem.trim_start()),
+        "old CA kept second"
+    );
+
+    // The API server fails the write (500): an error, the Secret as it was; then it works.
+    let before = cert_secret(&kube);
+    let later = now + Duration::from_secs(300 * DAY);
+    kube.fail_next("patch", Some("secrets"), 1, 500);
+    assert!(
+        webhook::ensure_certificate(&client, "kube-system", &dns(), &localhost(), later)
+            .await
+            .is_err()
+    );
+    assert_eq!(cert_secret(&kube)["data"], before["data"]);
+    let renewed = webhook::ensure_certificate(&client, "kube-system", &dns(), &localhost(), later)
+        .await
+        .unwrap();
+    assert_eq!(renewed.ca_pem, c.ca_pem);
+    assert_ne!(renewed.cert_pem, c.cert_pem);
+}

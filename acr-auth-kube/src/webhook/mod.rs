@@ -23,10 +23,14 @@ use serde_json::{json, Value};
 use crate::plan::{attach_patch, namespace_in_scope, NamespaceInfo};
 
 mod cert;
+mod renew;
 pub use cert::{
+    url_host, validate_names, CertificateError, ServingCertificate, WebhookCertificate,
+    CA_NOT_AFTER_ANNOTATION, CA_VALIDITY, RENEW_BEFORE, SERVING_VALIDITY,
+};
+pub use renew::{
     ensure_certificate, ensure_certificate_held, keep_certificate, keep_mounted_certificate,
-    read_mounted, url_host, validate_names, CertificateError, ServingCertificate,
-    WebhookCertificate, CA_NOT_AFTER_ANNOTATION, CA_VALIDITY, RENEW_BEFORE, SERVING_VALIDITY,
+    read_mounted,
 };
 
 /// Name of the MutatingWebhookConfiguration (and of the webhook Service).
