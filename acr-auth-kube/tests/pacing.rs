@@ -221,10 +221,14 @@ async fn a_create_that_finds_our_own_secret_is_a_conflict_not_a_foreign_secret()
     assert!(matches!(gone, Err(ApplyError::Conflict(_))), "{gone:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn renewal_writes_are_spread_over_the_window_and_new_namespaces_are_not_held() {
+/// 20 namespaces served by the Personal Edition registry, with tokens living `lifetime_secs`
+/// and renewed `threshold` before their end.
+async fn rollout_cluster(
+    lifetime_secs: u64,
+    threshold: &str,
+) -> (FakeCloud, FakeKube, Vec<String>) {
     let mut config = FakeCloudConfig::sample();
-    config.token_lifetime_secs = 30;
+    config.token_lifetime_secs = lifetime_secs;
     let cloud = FakeCloud::start(config).await.unwrap();
     let kube = FakeKube::start().await.unwrap();
     let names: Vec<String> = (0..20).map(|i| format!("team-{i}")).collect();
@@ -233,10 +237,16 @@ async fn renewal_writes_are_spread_over_the_window_and_new_namespaces_are_not_he
     }
     put_config(
         &kube,
-        json!({"watch-namespace": "all", "expiring-threshold": "20s",
+        json!({"watch-namespace": "all", "expiring-threshold": threshold,
                "acr-registry-info": "- instanceId: \"\"\n"}),
     )
     .await;
+    (cloud, kube, names)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_writes_are_spread_over_the_window_and_new_namespaces_are_not_held() {
+    let (cloud, kube, names) = rollout_cluster(30, "20s").await;
     let mut s = settings(&cloud);
     // Renewal 10 s after the first token, the old one valid 20 s more: well over 2 windows.
     s.renewal_spread = Duration::from_secs(4);
@@ -305,20 +315,7 @@ async fn renewal_writes_are_spread_over_the_window_and_new_namespaces_are_not_he
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_in_the_middle_of_a_renewal_rollout_converges_without_losing_a_namespace() {
-    let mut config = FakeCloudConfig::sample();
-    config.token_lifetime_secs = 40;
-    let cloud = FakeCloud::start(config).await.unwrap();
-    let kube = FakeKube::start().await.unwrap();
-    let names: Vec<String> = (0..20).map(|i| format!("team-{i}")).collect();
-    for ns in &names {
-        create_namespace(&kube, ns).await;
-    }
-    put_config(
-        &kube,
-        json!({"watch-namespace": "all", "expiring-threshold": "30s",
-               "acr-registry-info": "- instanceId: \"\"\n"}),
-    )
-    .await;
+    let (cloud, kube, names) = rollout_cluster(40, "30s").await;
     let settings = || {
         let mut s = settings(&cloud);
         s.renewal_spread = Duration::from_secs(4);
