@@ -321,12 +321,8 @@ async fn run_logs_carry_no_secrets_and_serve_metrics() {
     );
 }
 
-/// The binary's webhook with a mounted certificate (`--webhook-cert-dir`): the fake API
-/// server calls it over HTTPS and the ServiceAccount comes back already patched.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_serves_the_webhook_with_a_mounted_certificate() {
-    use acr_auth_kube::webhook::WebhookCertificate;
-    let (cloud, kube, dir) = setup(FakeCloudConfig::sample()).await;
+/// Turns the webhook on (`failure-policy: Fail`) for every ServiceAccount.
+async fn enable_webhook(kube: &FakeKube) {
     let cm = kube
         .get("configmaps", "kube-system", "acr-configuration")
         .unwrap();
@@ -343,6 +339,15 @@ async fn run_serves_the_webhook_with_a_mounted_certificate() {
         .await
         .unwrap();
     assert!(updated.status().is_success());
+}
+
+/// The binary's webhook with a mounted certificate (`--webhook-cert-dir`): the fake API
+/// server calls it over HTTPS and the ServiceAccount comes back already patched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_serves_the_webhook_with_a_mounted_certificate() {
+    use acr_auth_kube::webhook::WebhookCertificate;
+    let (cloud, kube, dir) = setup(FakeCloudConfig::sample()).await;
+    enable_webhook(&kube).await;
     let now = acr_auth_core::time::Clock::now(&acr_auth_core::time::SystemClock);
     let cert = WebhookCertificate::generate(&[], &["127.0.0.1".parse().unwrap()], now).unwrap();
     let certs = dir.path().join("certs");
@@ -413,23 +418,8 @@ async fn run_serves_the_webhook_with_a_mounted_certificate() {
 async fn run_reissues_an_earlier_certificate_for_the_webhook_url_host() {
     use acr_auth_kube::webhook::WebhookCertificate;
     let (cloud, kube, dir) = setup(FakeCloudConfig::sample()).await;
-    let cm = kube
-        .get("configmaps", "kube-system", "acr-configuration")
-        .unwrap();
-    let mut data = cm["data"].clone();
-    data["webhook-configuration"] = "enable: true\nfailure-policy: Fail\n".into();
-    data["service-account"] = "*".into();
+    enable_webhook(&kube).await;
     let http = acr_auth_testkit::http_client();
-    let updated = http
-        .put(format!(
-            "{}/api/v1/namespaces/kube-system/configmaps/acr-configuration",
-            kube.url()
-        ))
-        .json(&serde_json::json!({"metadata": {"name": "acr-configuration", "namespace": "kube-system"}, "data": data}))
-        .send()
-        .await
-        .unwrap();
-    assert!(updated.status().is_success());
     let now = acr_auth_core::time::Clock::now(&acr_auth_core::time::SystemClock);
     let earlier = WebhookCertificate::generate(
         &["aliyun-acr-credential-helper.kube-system.svc".into()],
