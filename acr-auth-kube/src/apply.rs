@@ -136,14 +136,14 @@ pub async fn apply(client: &Client, write: &Write) -> Result<(), ApplyError> {
         Write::PatchServiceAccount {
             namespace,
             service_account,
-            patch,
+            edit,
             ..
         } => {
             let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
             api.patch(
                 service_account,
                 &PatchParams::default(),
-                &Patch::Json::<()>(patch.clone()),
+                &Patch::Json::<()>(edit.patch()),
             )
             .await
             .map(drop)

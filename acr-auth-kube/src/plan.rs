@@ -348,6 +348,12 @@ impl ServiceAccountInfo {
     /// it is missing, and updates our record; `None` when nothing changes. See
     /// [`service_account_patch`].
     pub fn patch(&self, add: Option<&str>, remove: &[&str]) -> Option<json_patch::Patch> {
+        self.edit(add, remove).map(|e| e.patch())
+    }
+
+    /// What [`ServiceAccountInfo::patch`] changes, without building the patch yet; `None` when
+    /// nothing changes.
+    pub fn edit(&self, add: Option<&str>, remove: &[&str]) -> Option<ServiceAccountEdit> {
         let recorded = &self.managed_entries;
         let list = &self.image_pull_secrets;
         let removing: Vec<&str> = remove
@@ -355,8 +361,11 @@ impl ServiceAccountInfo {
             .copied()
             .filter(|n| recorded.iter().any(|r| r == n))
             .collect();
-        let removed: Vec<usize> = (0..list.len())
-            .filter(|&i| removing.contains(&list[i].as_str()))
+        let removed: Vec<(usize, String)> = list
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| removing.contains(&e.as_str()))
+            .map(|(i, e)| (i, e.clone()))
             .collect();
         let mut new_record: Vec<String> = recorded
             .iter()
@@ -367,26 +376,50 @@ impl ServiceAccountInfo {
             !list
                 .iter()
                 .enumerate()
-                .any(|(i, e)| e == name && !removed.contains(&i))
+                .any(|(i, e)| e == name && !removed.iter().any(|(r, _)| *r == i))
         });
         if let Some(name) = appended {
             if !new_record.iter().any(|r| r == name) {
                 new_record.push(name.to_owned());
             }
         }
-        let record_ops = annotation_ops(
-            self.has_annotations,
-            MANAGED_ENTRIES_ANNOTATION,
-            (!recorded.is_empty())
-                .then(|| recorded.join(","))
-                .as_deref(),
-            (!new_record.is_empty())
-                .then(|| new_record.join(","))
-                .as_deref(),
-        );
-        if removed.is_empty() && appended.is_none() && record_ops.is_empty() {
+        let record_before = (!recorded.is_empty()).then(|| recorded.join(","));
+        let record_after = (!new_record.is_empty()).then(|| new_record.join(","));
+        if removed.is_empty() && appended.is_none() && record_before == record_after {
             return None;
         }
+        Some(ServiceAccountEdit {
+            resource_version: self.resource_version.clone(),
+            list_len: list.len(),
+            removed,
+            appended: appended.map(str::to_owned),
+            has_annotations: self.has_annotations,
+            record_before,
+            record_after,
+        })
+    }
+}
+
+/// A planned change of one ServiceAccount: the entries removed (each `test`ed by its index in
+/// the list as read), the entry appended, and our record annotation before and after. The JSON
+/// patch is built when it is sent ([`ServiceAccountEdit::patch`]), so a plan over tens of
+/// thousands of ServiceAccounts holds a few short strings for each, not a JSON document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAccountEdit {
+    resource_version: String,
+    list_len: usize,
+    removed: Vec<(usize, String)>,
+    appended: Option<String>,
+    has_annotations: bool,
+    record_before: Option<String>,
+    record_after: Option<String>,
+}
+
+impl ServiceAccountEdit {
+    /// The JSON patch (RFC 6902): a `test` of the resourceVersion (when known), a `test` and a
+    /// `remove` per entry removed, the `add` of the new entry, and our record annotation as one
+    /// key. See [`service_account_patch`].
+    pub fn patch(&self) -> json_patch::Patch {
         let mut ops = Vec::new();
         if !self.resource_version.is_empty() {
             ops.push(op_test(
@@ -396,29 +429,37 @@ impl ServiceAccountInfo {
         }
         // Each entry removed is tested first (by its index in the list as read), then removed
         // from the end backwards so the earlier indices stay right.
-        for &i in &removed {
+        for (i, name) in &self.removed {
             ops.push(op_test(
                 &format!("/imagePullSecrets/{i}"),
-                json!({"name": list[i]}),
+                json!({ "name": name }),
             ));
         }
-        if !removed.is_empty() && removed.len() == list.len() && appended.is_none() {
+        if !self.removed.is_empty()
+            && self.removed.len() == self.list_len
+            && self.appended.is_none()
+        {
             // Every entry was ours: the field goes, as the API server itself drops an empty list.
             ops.push(op_remove("/imagePullSecrets"));
         } else {
-            for &i in removed.iter().rev() {
+            for (i, _) in self.removed.iter().rev() {
                 ops.push(op_remove(&format!("/imagePullSecrets/{i}")));
             }
         }
-        if let Some(name) = appended {
-            if list.is_empty() {
+        if let Some(name) = &self.appended {
+            if self.list_len == 0 {
                 ops.push(op_add("/imagePullSecrets", json!([{ "name": name }])));
             } else {
                 ops.push(op_add("/imagePullSecrets/-", json!({ "name": name })));
             }
         }
-        ops.extend(record_ops);
-        Some(json_patch::Patch(ops))
+        ops.extend(annotation_ops(
+            self.has_annotations,
+            MANAGED_ENTRIES_ANNOTATION,
+            self.record_before.as_deref(),
+            self.record_after.as_deref(),
+        ));
+        json_patch::Patch(ops)
     }
 }
 
@@ -635,8 +676,8 @@ pub enum Write {
         attach: Option<String>,
         /// The recorded entries removed.
         detach: Vec<String>,
-        /// The JSON patch (RFC 6902).
-        patch: json_patch::Patch,
+        /// The change; [`ServiceAccountEdit::patch`] builds the JSON patch (RFC 6902) sent.
+        edit: ServiceAccountEdit,
     },
     /// Delete a managed Secret that is out of scope or stale.
     DeleteSecret {
@@ -787,7 +828,8 @@ pub fn desired_docker_config(
     earliest.map(|e| (config, e))
 }
 
-/// The writes that bring `snapshot` to what `config` and `credentials` ask for.
+/// The writes that bring `snapshot` to what `config` and `credentials` ask for
+/// ([`Planner::plan`]).
 ///
 /// With no credentials (none fetched yet, or every registry failing) no Secret is created or
 /// changed: the last good content stays. Deletions and detachments still happen for what left
@@ -797,112 +839,142 @@ pub fn plan(
     snapshot: &ClusterSnapshot,
     credentials: &[RegistryCredential],
 ) -> Vec<Write> {
-    let desired = desired_docker_config(credentials).map(|(config, expiry)| {
-        Arc::new(
-            SecretContent::new(&config, Some(expiry))
-                .with_registries(registries_record(credentials)),
-        )
-    });
-    let in_scope: BTreeSet<&str> = snapshot
-        .namespaces
-        .iter()
-        .filter(|ns| namespace_in_scope(config, ns))
-        .map(|ns| ns.name.as_str())
-        .collect();
-    let secret_name = config.secret_name.as_str();
-    let mut existing_secrets: HashMap<&str, &SecretInfo> = HashMap::new();
-    for s in snapshot.secrets.iter().filter(|s| s.name == secret_name) {
-        existing_secrets.entry(s.namespace.as_str()).or_insert(s);
+    Planner::new(config, credentials).plan(snapshot)
+}
+
+/// The planner of one pass: the configuration and the Secret content every served namespace
+/// gets, built once. Every namespace is planned from its own objects only, so a pass may plan
+/// the cluster in parts: a snapshot holding some namespaces and every ServiceAccount and Secret
+/// in them gets exactly the writes a whole snapshot has for them.
+#[derive(Debug)]
+pub struct Planner<'a> {
+    config: &'a HelperConfig,
+    desired: Option<Arc<SecretContent>>,
+}
+
+impl<'a> Planner<'a> {
+    /// The planner for `config` and `credentials`.
+    pub fn new(config: &'a HelperConfig, credentials: &[RegistryCredential]) -> Self {
+        let desired = desired_docker_config(credentials).map(|(docker, expiry)| {
+            Arc::new(
+                SecretContent::new(&docker, Some(expiry))
+                    .with_registries(registries_record(credentials)),
+            )
+        });
+        Self { config, desired }
     }
 
-    let mut upserts = Vec::new();
-    let mut patches = Vec::new();
-    let mut deletes = Vec::new();
-    let mut ours_in: BTreeSet<&str> = BTreeSet::new();
+    /// The content every served namespace's Secret gets (`None`: no credentials, nothing is
+    /// created or changed).
+    pub fn content(&self) -> Option<&Arc<SecretContent>> {
+        self.desired.as_ref()
+    }
 
-    for ns in &in_scope {
-        let existing = existing_secrets.get(ns).copied();
-        if let Some(content) = &desired {
-            match existing {
-                None => upserts.push(Write::CreateSecret {
-                    namespace: ns.to_string(),
-                    name: secret_name.to_owned(),
-                    content: content.clone(),
-                }),
-                // Never modify a Secret we did not create.
-                Some(s) if !s.managed => {}
-                Some(s) if s.content_digest == Some(content.digest()) => {}
-                Some(s) => upserts.push(Write::UpdateSecret {
-                    namespace: ns.to_string(),
-                    name: s.name.clone(),
-                    resource_version: s.resource_version.clone(),
-                    content: content.clone(),
-                    has_annotations: s.has_annotations,
-                    expires_annotation: s.expires_annotation.clone(),
-                }),
+    /// The writes that bring the namespaces of `snapshot` to the plan (see [`plan`]).
+    pub fn plan(&self, snapshot: &ClusterSnapshot) -> Vec<Write> {
+        let config = self.config;
+        let desired = &self.desired;
+        let in_scope: BTreeSet<&str> = snapshot
+            .namespaces
+            .iter()
+            .filter(|ns| namespace_in_scope(config, ns))
+            .map(|ns| ns.name.as_str())
+            .collect();
+        let secret_name = config.secret_name.as_str();
+        let mut existing_secrets: HashMap<&str, &SecretInfo> = HashMap::new();
+        for s in snapshot.secrets.iter().filter(|s| s.name == secret_name) {
+            existing_secrets.entry(s.namespace.as_str()).or_insert(s);
+        }
+
+        let mut upserts = Vec::new();
+        let mut patches = Vec::new();
+        let mut deletes = Vec::new();
+        let mut ours_in: BTreeSet<&str> = BTreeSet::new();
+
+        for ns in &in_scope {
+            let existing = existing_secrets.get(ns).copied();
+            if let Some(content) = &desired {
+                match existing {
+                    None => upserts.push(Write::CreateSecret {
+                        namespace: ns.to_string(),
+                        name: secret_name.to_owned(),
+                        content: content.clone(),
+                    }),
+                    // Never modify a Secret we did not create.
+                    Some(s) if !s.managed => {}
+                    Some(s) if s.content_digest == Some(content.digest()) => {}
+                    Some(s) => upserts.push(Write::UpdateSecret {
+                        namespace: ns.to_string(),
+                        name: s.name.clone(),
+                        resource_version: s.resource_version.clone(),
+                        content: content.clone(),
+                        has_annotations: s.has_annotations,
+                        expires_annotation: s.expires_annotation.clone(),
+                    }),
+                }
+            }
+            if existing.is_some_and(|s| s.managed) || (existing.is_none() && desired.is_some()) {
+                ours_in.insert(*ns);
             }
         }
-        if existing.is_some_and(|s| s.managed) || (existing.is_none() && desired.is_some()) {
-            ours_in.insert(*ns);
-        }
-    }
 
-    // One patch per ServiceAccount: add our entry where it belongs, remove the entries we
-    // recorded that no longer belong (SA deselected, namespace out of scope, stale name).
-    for sa in &snapshot.service_accounts {
-        let wanted =
-            in_scope.contains(sa.namespace.as_str()) && config.service_accounts.contains(&sa.name);
-        let add = (wanted && ours_in.contains(sa.namespace.as_str())).then_some(secret_name);
-        // A renamed Secret's old entry stays until the new Secret is there: with no credentials
-        // to write the new one, the old one is what still lets the pods pull.
-        let served = ours_in.contains(sa.namespace.as_str());
-        let remove: Vec<&str> = sa
-            .managed_entries
-            .iter()
-            .map(String::as_str)
-            .filter(|name| !(wanted && *name == secret_name))
-            .filter(|_| !wanted || served)
-            .collect();
-        if let Some(patch) = sa.patch(add, &remove) {
-            let before = &sa.image_pull_secrets;
-            let attach = add
-                .filter(|a| !before.iter().any(|e| e == a))
-                .map(str::to_owned);
-            let detach: Vec<String> = remove
+        // One patch per ServiceAccount: add our entry where it belongs, remove the entries we
+        // recorded that no longer belong (SA deselected, namespace out of scope, stale name).
+        for sa in &snapshot.service_accounts {
+            let wanted = in_scope.contains(sa.namespace.as_str())
+                && config.service_accounts.contains(&sa.name);
+            let add = (wanted && ours_in.contains(sa.namespace.as_str())).then_some(secret_name);
+            // A renamed Secret's old entry stays until the new Secret is there: with no credentials
+            // to write the new one, the old one is what still lets the pods pull.
+            let served = ours_in.contains(sa.namespace.as_str());
+            let remove: Vec<&str> = sa
+                .managed_entries
                 .iter()
-                .filter(|r| before.iter().any(|e| e == *r))
-                .map(|r| r.to_string())
+                .map(String::as_str)
+                .filter(|name| !(wanted && *name == secret_name))
+                .filter(|_| !wanted || served)
                 .collect();
-            patches.push(Write::PatchServiceAccount {
-                namespace: sa.namespace.clone(),
-                service_account: sa.name.clone(),
-                attach,
-                detach,
-                patch,
-            });
+            if let Some(edit) = sa.edit(add, &remove) {
+                let before = &sa.image_pull_secrets;
+                let attach = add
+                    .filter(|a| !before.iter().any(|e| e == a))
+                    .map(str::to_owned);
+                let detach: Vec<String> = remove
+                    .iter()
+                    .filter(|r| before.iter().any(|e| e == *r))
+                    .map(|r| r.to_string())
+                    .collect();
+                patches.push(Write::PatchServiceAccount {
+                    namespace: sa.namespace.clone(),
+                    service_account: sa.name.clone(),
+                    attach,
+                    detach,
+                    edit,
+                });
+            }
         }
-    }
 
-    // Delete our pull Secrets that are out of scope or have a stale name (never a Secret of
-    // another type that carries our label, such as the webhook certificate).
-    for s in snapshot
-        .secrets
-        .iter()
-        .filter(|s| s.managed && s.pull_secret)
-    {
-        let in_scope_here = in_scope.contains(s.namespace.as_str());
-        // Out of scope: removed. Stale name: removed once the new Secret is there (or about to
-        // be created), never leaving a served namespace without pull credentials.
-        if !in_scope_here || (s.name != secret_name && ours_in.contains(s.namespace.as_str())) {
-            deletes.push(Write::DeleteSecret {
-                namespace: s.namespace.clone(),
-                name: s.name.clone(),
-                resource_version: s.resource_version.clone(),
-            });
+        // Delete our pull Secrets that are out of scope or have a stale name (never a Secret of
+        // another type that carries our label, such as the webhook certificate).
+        for s in snapshot
+            .secrets
+            .iter()
+            .filter(|s| s.managed && s.pull_secret)
+        {
+            let in_scope_here = in_scope.contains(s.namespace.as_str());
+            // Out of scope: removed. Stale name: removed once the new Secret is there (or about to
+            // be created), never leaving a served namespace without pull credentials.
+            if !in_scope_here || (s.name != secret_name && ours_in.contains(s.namespace.as_str())) {
+                deletes.push(Write::DeleteSecret {
+                    namespace: s.namespace.clone(),
+                    name: s.name.clone(),
+                    resource_version: s.resource_version.clone(),
+                });
+            }
         }
-    }
 
-    upserts.into_iter().chain(patches).chain(deletes).collect()
+        upserts.into_iter().chain(patches).chain(deletes).collect()
+    }
 }
 
 #[cfg(test)]

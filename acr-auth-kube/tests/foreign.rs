@@ -118,13 +118,13 @@ impl Cluster {
                 Write::PatchServiceAccount {
                     namespace,
                     service_account,
-                    patch,
+                    edit,
                     ..
                 } => {
                     let key = (namespace.clone(), service_account.clone());
                     let mut obj = self.service_accounts[&key].clone();
                     // A failed `test` fails the whole patch (the API server answers 422).
-                    if json_patch::patch(&mut obj, patch).is_err() {
+                    if json_patch::patch(&mut obj, &edit.patch()).is_err() {
                         conflicts += 1;
                         continue;
                     }

@@ -123,7 +123,7 @@ fn apply(snapshot: &ClusterSnapshot, writes: &[Write]) -> ClusterSnapshot {
             Write::PatchServiceAccount {
                 namespace,
                 service_account,
-                patch,
+                edit,
                 ..
             } => {
                 let x = s
@@ -144,7 +144,8 @@ fn apply(snapshot: &ClusterSnapshot, writes: &[Write]) -> ClusterSnapshot {
                 if !x.managed_entries.is_empty() {
                     doc["metadata"]["annotations"] = serde_json::json!({MANAGED_ENTRIES_ANNOTATION: x.managed_entries.join(",")});
                 }
-                json_patch::patch(&mut doc, patch)
+                let patch = edit.patch();
+                json_patch::patch(&mut doc, &patch)
                     .unwrap_or_else(|e| panic!("patch {patch:?} failed: {e}"));
                 let rv = bump();
                 doc["metadata"]["resourceVersion"] = rv.into();
@@ -543,6 +544,44 @@ proptest! {
         }
         for s in snap.secrets.iter().filter(|s| !s.managed) {
             prop_assert!(after.secrets.contains(s), "an unmanaged Secret changed: {:?}", s);
+        }
+    }
+
+    /// The controller plans a cluster in parts of a few namespaces (bounded memory at any
+    /// size): the parts' writes together must be the whole plan's, whatever the parts, also for
+    /// the objects of a namespace that is gone (its ServiceAccounts and Secrets still listed).
+    #[test]
+    fn planning_by_namespace_parts_gives_the_whole_plan(
+        snap in arb_snapshot(),
+        c in arb_config(),
+        with_creds: bool,
+        parts in 1usize..4,
+        seed: u64,
+        gone: prop::sample::Index,
+    ) {
+        let mut snap = snap;
+        // One namespace deleted while its objects are still listed.
+        let removed = gone.index(snap.namespaces.len());
+        snap.namespaces.remove(removed);
+        let creds = if with_creds { vec![cred("u", "p", &["h1"])] } else { vec![] };
+        let whole = plan(&c, &snap, &creds);
+        let part_of = |ns: &str| {
+            let h = ns.bytes().fold(seed, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+            (h % parts as u64) as usize
+        };
+        let planner = acr_auth_kube::plan::Planner::new(&c, &creds);
+        let mut together = Vec::new();
+        for part in 0..parts {
+            let sub = ClusterSnapshot {
+                namespaces: snap.namespaces.iter().filter(|n| part_of(&n.name) == part).cloned().collect(),
+                service_accounts: snap.service_accounts.iter().filter(|s| part_of(&s.namespace) == part).cloned().collect(),
+                secrets: snap.secrets.iter().filter(|s| part_of(&s.namespace) == part).cloned().collect(),
+            };
+            together.extend(planner.plan(&sub));
+        }
+        prop_assert_eq!(together.len(), whole.len(), "parts {:?} whole {:?}", kinds(&together), kinds(&whole));
+        for w in &whole {
+            prop_assert!(together.contains(w), "missing from the parts: {:?}", kinds(std::slice::from_ref(w)));
         }
     }
 

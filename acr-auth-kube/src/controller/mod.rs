@@ -26,12 +26,15 @@ mod spread;
 mod stores;
 mod webhook_config;
 
+use spread::Spread;
+
 use backoff::WriteBackoff;
 use quiet::LogLimiter;
 pub use spread::DEFAULT_RENEWAL_SPREAD;
 use stores::{
-    credential_versions, namespace_info, reflect, secret_info, service_account_info, snapshot,
-    trim_configmap, trim_credential_secret, watch_compact, Compact, WatchTasks,
+    credential_versions, namespace_info, namespace_ranges, reflect, secret_info,
+    service_account_info, snapshot_range, trim_configmap, trim_credential_secret, watch_compact,
+    Compact, WatchTasks,
 };
 
 use crate::apply::{self, ApplyError};
@@ -39,7 +42,8 @@ use crate::identity::{resolve_base_identity, ADDON_SECRET, MANAGED_ROLE_SECRET};
 use crate::leader::{LeaderElector, Leadership, LeaseSettings};
 use crate::ops::{FailureLabels, Ops, RegistryLabels, ResultLabels, WriteLabels};
 use crate::plan::{
-    plan, NamespaceInfo, SecretInfo, ServiceAccountInfo, Write, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    NamespaceInfo, Planner, SecretInfo, ServiceAccountInfo, Write, MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
 };
 use crate::webhook::{LiveContext, WebhookSettings};
 
@@ -50,6 +54,10 @@ const RENEW_TOGETHER: Duration = Duration::from_secs(1);
 
 /// Writes in flight at once during a pass.
 const WRITE_CONCURRENCY: usize = 16;
+
+/// Namespaces planned at a time: a pass plans and writes the cluster in parts, so what it holds
+/// (the records it plans from and the writes it plans) is bounded by this, not by the cluster.
+const PLAN_BATCH: usize = 1_000;
 
 /// What the controller needs to run. Fields may be added in minor releases: build it with
 /// [`ControllerSettings::new`] and set the rest.
@@ -174,7 +182,8 @@ enum ConfigState {
 }
 
 struct Accepted {
-    config: HelperConfig,
+    /// Shared with the webhook.
+    config: Arc<HelperConfig>,
     sources: RegistrySources,
     /// Whether the tokens in our Secrets were looked at for these sources (once per build).
     adoption_tried: bool,
@@ -681,9 +690,10 @@ impl Controller {
             }
             keep
         });
-        self.webhook_context.set_config(Arc::new(p.config.clone()));
+        let config = Arc::new(p.config);
+        self.webhook_context.set_config(config.clone());
         live.state = ConfigState::Accepted(Box::new(Accepted {
-            config: p.config,
+            config,
             sources,
             adoption_tried: false,
         }));
@@ -836,35 +846,98 @@ impl Controller {
         let Some(accepted) = live.accepted() else {
             return PassReport::default();
         };
-        let writes = {
-            // The snapshot is a copy of the stores: drop it before the writes go out.
-            let snap = snapshot(namespaces, service_accounts, secrets, live.not_ours.keys());
-            plan(&accepted.config, &snap, credentials)
-        };
-        let mut report = PassReport {
-            planned: writes.len(),
-            ..PassReport::default()
-        };
-        if self.settings.dry_run {
-            for w in &writes {
-                tracing::info!(write = %apply::describe(w), "dry run: would write");
-            }
-            report.applied = writes.len();
-            return report;
-        }
-        let planned: BTreeSet<String> = writes.iter().map(WriteBackoff::key).collect();
-        live.backoff.retain_planned(&planned);
+        let config = accepted.config.clone();
+        let planner = Planner::new(&config, credentials);
+        let mut report = PassReport::default();
         let now = tokio::time::Instant::now();
-        let writes = self.spread_renewals(writes, secrets, live, now, &mut report);
-        let (ready, waiting): (Vec<Write>, Vec<Write>) = writes
-            .into_iter()
-            .partition(|w| !live.backoff.waiting(w, now));
-        report.deferred = waiting.len();
+        let mut spread = Spread::begin(
+            planner.content(),
+            live,
+            self.settings.renewal_spread,
+            self.settings.sources.env.clock().now(),
+            now,
+        );
+        live.backoff.begin_pass();
+        // Causes that failed in this pass (for the log limiter).
+        let mut failing: BTreeSet<String> = BTreeSet::new();
+        for range in namespace_ranges(namespaces, PLAN_BATCH) {
+            // A replica that stops leading sends nothing more.
+            if !leadership.is_leader() {
+                break;
+            }
+            let writes = {
+                // The snapshot is a copy of part of the stores: dropped before the writes go out.
+                let snap = snapshot_range(
+                    &range,
+                    namespaces,
+                    service_accounts,
+                    secrets,
+                    live.not_ours.keys(),
+                );
+                planner.plan(&snap)
+            };
+            report.planned += writes.len();
+            if self.settings.dry_run {
+                for w in &writes {
+                    tracing::info!(write = %apply::describe(w), "dry run: would write");
+                }
+                report.applied += writes.len();
+                continue;
+            }
+            for w in &writes {
+                live.backoff.planned(w);
+            }
+            let writes = spread.filter(writes, secrets, now);
+            let (ready, waiting): (Vec<Write>, Vec<Write>) = writes
+                .into_iter()
+                .partition(|w| !live.backoff.waiting(w, now));
+            report.deferred += waiting.len();
+            self.send(
+                ready,
+                service_accounts,
+                secrets,
+                live,
+                leadership,
+                &mut report,
+                &mut failing,
+            )
+            .await;
+        }
+        live.backoff.end_pass();
+        spread.end(live, &mut report, now);
+        // An episode ends with a pass without such failures and with no write waiting out a
+        // backoff: the next failure is logged at once.
+        let over: Vec<String> = live
+            .logs
+            .active()
+            .filter(|c| report.deferred == 0 && c.starts_with("write:") && !failing.contains(*c))
+            .map(str::to_owned)
+            .collect();
+        for cause in over {
+            let left_out = live.logs.recovered(&cause);
+            tracing::info!(%cause, similar_left_out = left_out, "writes succeed again");
+        }
+        report
+    }
+
+    /// Sends `writes` and handles each outcome as it arrives.
+    #[allow(clippy::too_many_arguments)]
+    async fn send(
+        &self,
+        writes: Vec<Write>,
+        service_accounts: &Compact<ServiceAccountInfo>,
+        secrets: &Compact<SecretInfo>,
+        live: &mut Live,
+        leadership: &Leadership,
+        report: &mut PassReport,
+        failing: &mut BTreeSet<String>,
+    ) {
+        let now = tokio::time::Instant::now();
         // Writes are independent (each carries its own preconditions), so a bounded number go
         // out at once: a cold start over thousands of namespaces is not one long queue. Each
         // outcome is handled as it arrives; nothing is collected.
         // A replica that stops leading sends nothing more.
-        let mut outcomes = futures_util::stream::iter(ready)
+        let mut outcomes = futures_util::stream::iter(writes)
             .take_while(|_| std::future::ready(leadership.is_leader()))
             .map(|w| {
                 let client = self.client.clone();
@@ -880,8 +953,6 @@ impl Controller {
                 }
             })
             .buffer_unordered(WRITE_CONCURRENCY);
-        // Causes that failed in this pass (for the log limiter).
-        let mut failing: BTreeSet<String> = BTreeSet::new();
         while let Some((write, outcome, current)) = outcomes.next().await {
             self.ops
                 .metrics
@@ -960,18 +1031,5 @@ impl Controller {
                 }
             }
         }
-        // An episode ends with a pass without such failures and with no write waiting out a
-        // backoff: the next failure is logged at once.
-        let over: Vec<String> = live
-            .logs
-            .active()
-            .filter(|c| report.deferred == 0 && c.starts_with("write:") && !failing.contains(*c))
-            .map(str::to_owned)
-            .collect();
-        for cause in over {
-            let left_out = live.logs.recovered(&cause);
-            tracing::info!(%cause, similar_left_out = left_out, "writes succeed again");
-        }
-        report
     }
 }

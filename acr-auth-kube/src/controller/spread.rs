@@ -4,6 +4,7 @@
 //! are not one burst. Everything else (a new namespace, a new registry or host, an old token
 //! close to its expiry) is written at once.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use sha2::Digest as _;
@@ -11,7 +12,7 @@ use tokio::time::Instant;
 
 use super::stores::Compact;
 use super::{Live, PassReport};
-use crate::plan::{registries_shape, SecretInfo, Write};
+use crate::plan::{registries_shape, SecretContent, SecretInfo, Write};
 
 /// The default window.
 pub const DEFAULT_RENEWAL_SPREAD: Duration = Duration::from_secs(60);
@@ -76,73 +77,99 @@ impl Rollout {
     }
 }
 
-impl super::Controller {
-    /// Holds back the renewal writes whose place in the renewal window has not come yet.
-    pub(super) fn spread_renewals(
-        &self,
+/// One pass's holding back of renewal writes: the pass's [`Rollout`], the earliest held write
+/// and how many were held.
+pub(super) struct Spread {
+    rollout: Rollout,
+    /// Digest of the content rolled out (`None`: no credentials).
+    digest: Option<[u8; 32]>,
+    /// Whether the pass planned an update (a rollout is under way).
+    updating: bool,
+    next: Option<Instant>,
+    held: usize,
+}
+
+impl Spread {
+    /// The spreading of one pass that rolls out `content`: the rollout started when the
+    /// content was first planned ([`Live::rollout`]), or now.
+    pub(super) fn begin(
+        content: Option<&Arc<SecretContent>>,
+        live: &Live,
+        window: Duration,
+        clock_now: SystemTime,
+        now: Instant,
+    ) -> Self {
+        let digest = content.map(|c| c.digest());
+        let since = match live.rollout {
+            Some((current, since)) if Some(current) == digest => since,
+            _ => now,
+        };
+        Self {
+            rollout: Rollout::new(
+                content.and_then(|c| c.registries()),
+                since,
+                clock_now,
+                window,
+            ),
+            digest,
+            updating: false,
+            next: None,
+            held: 0,
+        }
+    }
+
+    /// Holds back the renewal writes among `writes` whose place in the renewal window has not
+    /// come yet; returns the others.
+    pub(super) fn filter(
+        &mut self,
         writes: Vec<Write>,
         secrets: &Compact<SecretInfo>,
-        live: &mut Live,
         now: Instant,
-        report: &mut PassReport,
     ) -> Vec<Write> {
-        // One content is rolled out to every namespace: its first update says which.
-        let content = writes.iter().find_map(|w| match w {
-            Write::UpdateSecret { content, .. } => Some(content.clone()),
-            _ => None,
-        });
-        let since = match (&content, live.rollout) {
-            (Some(c), Some((current, since))) if c.digest() == current => since,
-            (Some(c), _) => {
-                live.rollout = Some((c.digest(), now));
-                now
-            }
-            (None, _) => {
-                live.rollout = None;
-                now
-            }
-        };
-        let window = self.settings.renewal_spread;
-        let rollout = Rollout::new(
-            content.as_ref().and_then(|c| c.registries()),
-            since,
-            self.settings.sources.env.clock().now(),
-            window,
-        );
-        let mut next: Option<Instant> = None;
+        let before = writes.len();
         let ready: Vec<Write> = writes
             .into_iter()
             .filter(|w| {
                 if !matches!(w, Write::UpdateSecret { .. }) {
                     return true;
                 }
+                self.updating = true;
                 let (namespace, name) = w.target();
-                match rollout.due(w, secrets.get(namespace, name).as_ref()) {
+                match self.rollout.due(w, secrets.get(namespace, name).as_ref()) {
                     Some(due) if due > now => {
-                        next = Some(next.map_or(due, |n| n.min(due)));
+                        self.next = Some(self.next.map_or(due, |n| n.min(due)));
                         false
                     }
                     _ => true,
                 }
             })
             .collect();
-        report.spread = report.planned - ready.len();
-        if report.spread > 0 && since == now {
+        self.held += before - ready.len();
+        ready
+    }
+
+    /// Ends the pass: remembers the rollout (while updates are planned) and when the next held
+    /// write is due.
+    pub(super) fn end(self, live: &mut Live, report: &mut PassReport, now: Instant) {
+        report.spread = self.held;
+        let since = self.rollout.since;
+        live.rollout = match self.digest {
+            Some(d) if self.updating => Some((d, since)),
+            _ => None,
+        };
+        if self.held > 0 && since == now {
             tracing::info!(
-                writes = report.spread,
-                window_s = window.as_secs(),
+                writes = self.held,
+                window_s = self.rollout.window.as_secs(),
                 "spreading renewal writes over the renewal window (old tokens stay valid meanwhile)"
             );
         }
-        live.spread_next = next;
-        ready
+        live.spread_next = self.next;
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::plan::{RegistryRecord, SecretContent};
     use acr_auth_core::docker_config::DockerConfig;

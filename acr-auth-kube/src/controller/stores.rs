@@ -2,7 +2,8 @@
 //! ServiceAccounts, managed Secrets), trimmed reflectors for the few objects read whole (the
 //! ConfigMap, the credential Secrets), and the planner's snapshot.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::{Arc, RwLock};
 
 use futures_util::StreamExt as _;
@@ -101,13 +102,17 @@ pub(super) fn credential_versions(stores: &[Store<Secret>]) -> Vec<(String, Stri
     v
 }
 
-/// A watch-fed map of compact records keyed by (namespace, name): what the planner reads of
-/// every Namespace, ServiceAccount and managed Secret, without the API objects. At 10,000
-/// namespaces this is a fraction of a reflector store of full objects.
+/// A watch-fed map of compact records keyed by (namespace, name), in order: what the planner
+/// reads of every Namespace, ServiceAccount and managed Secret, without the API objects. At
+/// 10,000 namespaces this is a fraction of a reflector store of full objects. The order lets a
+/// pass read the records of a range of namespaces at a time ([`snapshot_range`]).
 pub(super) struct Compact<T> {
-    map: Arc<RwLock<HashMap<(String, String), T>>>,
+    map: Arc<RwLock<Records<T>>>,
     ready: tokio::sync::watch::Receiver<bool>,
 }
+
+type Key = (String, String);
+type Records<T> = BTreeMap<Key, T>;
 
 impl<T> Clone for Compact<T> {
     fn clone(&self) -> Self {
@@ -119,15 +124,25 @@ impl<T> Clone for Compact<T> {
 }
 
 impl<T: Clone> Compact<T> {
+    /// A map holding `records` (tests).
+    #[cfg(test)]
+    fn from_records(records: impl IntoIterator<Item = (Key, T)>) -> Self {
+        let (_, ready) = tokio::sync::watch::channel(true);
+        Self {
+            map: Arc::new(RwLock::new(records.into_iter().collect())),
+            ready,
+        }
+    }
+
     /// Resolves once the first full list has arrived (`Err` if the watch task ended first).
     pub(super) async fn wait_until_ready(&self) -> Result<(), ()> {
         let mut ready = self.ready.clone();
         ready.wait_for(|r| *r).await.map(drop).map_err(drop)
     }
 
-    /// Every record, cloned.
-    pub(super) fn values(&self) -> Vec<T> {
-        self.read().values().cloned().collect()
+    /// The records whose keys are within `bounds`, cloned, in order.
+    fn range(&self, bounds: (Bound<Key>, Bound<Key>)) -> Vec<T> {
+        self.read().range(bounds).map(|(_, v)| v.clone()).collect()
     }
 
     /// The record of `namespace/name`.
@@ -153,7 +168,7 @@ impl<T: Clone> Compact<T> {
         };
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<(String, String), T>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Records<T>> {
         self.map.read().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -177,7 +192,7 @@ where
     T: Send + Sync + 'static,
 {
     let mut logs = WatchLogs::new(K::kind(&()).into_owned());
-    let map = Arc::new(RwLock::new(HashMap::new()));
+    let map = Arc::new(RwLock::new(BTreeMap::new()));
     let (ready_tx, ready) = tokio::sync::watch::channel(false);
     let key = |o: &K| {
         let meta = o.meta();
@@ -190,17 +205,17 @@ where
     tasks.0.push(tokio::spawn(async move {
         let stream = watcher::watcher(api, config).default_backoff();
         let mut stream = std::pin::pin!(stream);
-        let mut relist: Option<HashMap<(String, String), T>> = None;
+        let mut relist: Option<Records<T>> = None;
         while let Some(event) = stream.next().await {
             let write = || shared.write().unwrap_or_else(|e| e.into_inner());
             match event {
                 Ok(watcher::Event::Init) => {
-                    relist = Some(HashMap::new());
+                    relist = Some(BTreeMap::new());
                     continue;
                 }
                 Ok(watcher::Event::InitApply(o)) => {
                     relist
-                        .get_or_insert_with(HashMap::new)
+                        .get_or_insert_with(BTreeMap::new)
                         .insert(key(&o), convert(&o));
                     continue;
                 }
@@ -277,27 +292,179 @@ pub(super) fn secret_info(secret: &Secret) -> SecretInfo {
     SecretInfo::from_secret(secret)
 }
 
-/// The planner's view of the cluster.
-pub(super) fn snapshot<'a>(
+/// Namespace names from `from` (inclusive; `None`: from the first) to `to` (exclusive;
+/// `None`: to the last): one part of a pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct NamespaceRange {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+impl NamespaceRange {
+    /// Whether `namespace` is in the range.
+    fn contains(&self, namespace: &str) -> bool {
+        self.from.as_deref().is_none_or(|f| namespace >= f)
+            && self.to.as_deref().is_none_or(|t| namespace < t)
+    }
+
+    /// The keys `(namespace, name)` of the namespaced records in the range.
+    fn keys(&self) -> (Bound<Key>, Bound<Key>) {
+        self.bounds(|ns| (ns.to_owned(), String::new()))
+    }
+
+    /// The keys `("", name)` of the Namespaces in the range.
+    fn names(&self) -> (Bound<Key>, Bound<Key>) {
+        self.bounds(|ns| (String::new(), ns.to_owned()))
+    }
+
+    fn bounds(&self, key: impl Fn(&str) -> Key) -> (Bound<Key>, Bound<Key>) {
+        (
+            self.from
+                .as_deref()
+                .map_or(Bound::Unbounded, |f| Bound::Included(key(f))),
+            self.to
+                .as_deref()
+                .map_or(Bound::Unbounded, |t| Bound::Excluded(key(t))),
+        )
+    }
+}
+
+/// The namespace ranges that split the cluster into parts of at most `size` namespaces. Every
+/// namespace name, also one with ServiceAccounts or Secrets but no Namespace (being deleted),
+/// is in exactly one range.
+pub(super) fn namespace_ranges(
+    namespaces: &Compact<NamespaceInfo>,
+    size: usize,
+) -> Vec<NamespaceRange> {
+    let size = size.max(1);
+    // Cluster-scoped: every key is ("", name), in name order.
+    let cuts: Vec<String> = namespaces
+        .read()
+        .keys()
+        .skip(size)
+        .step_by(size)
+        .map(|(_, name)| name.clone())
+        .collect();
+    let mut ranges = Vec::with_capacity(cuts.len() + 1);
+    let mut from = None;
+    for cut in cuts {
+        ranges.push(NamespaceRange {
+            from: from.take(),
+            to: Some(cut.clone()),
+        });
+        from = Some(cut);
+    }
+    ranges.push(NamespaceRange { from, to: None });
+    ranges
+}
+
+/// The planner's view of the namespaces in `range`: the Namespaces, and the ServiceAccounts and
+/// Secrets in them.
+pub(super) fn snapshot_range<'a>(
+    range: &NamespaceRange,
     namespaces: &Compact<NamespaceInfo>,
     service_accounts: &Compact<ServiceAccountInfo>,
     secrets: &Compact<SecretInfo>,
     not_ours: impl IntoIterator<Item = &'a (String, String)>,
 ) -> ClusterSnapshot {
     let mut snap = ClusterSnapshot {
-        namespaces: namespaces.values(),
-        service_accounts: service_accounts.values(),
-        secrets: secrets.values(),
+        namespaces: namespaces.range(range.names()),
+        service_accounts: service_accounts.range(range.keys()),
+        secrets: secrets.range(range.keys()),
     };
     // Secrets of our name that turned out not to be ours (409 on create).
     for (namespace, name) in not_ours {
-        snap.secrets.push(SecretInfo {
-            namespace: namespace.clone(),
-            name: name.clone(),
-            managed: false,
-            ..SecretInfo::default()
-        });
+        if range.contains(namespace) {
+            snap.secrets.push(SecretInfo {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                managed: false,
+                ..SecretInfo::default()
+            });
+        }
     }
-    snap.namespaces.sort_by(|a, b| a.name.cmp(&b.name));
     snap
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn namespace(name: &str) -> (Key, NamespaceInfo) {
+        let info = NamespaceInfo {
+            name: name.to_owned(),
+            ..NamespaceInfo::default()
+        };
+        ((String::new(), name.to_owned()), info)
+    }
+
+    fn secret(namespace: &str, name: &str) -> (Key, SecretInfo) {
+        let info = SecretInfo {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            ..SecretInfo::default()
+        };
+        ((namespace.to_owned(), name.to_owned()), info)
+    }
+
+    fn account(namespace: &str, name: &str) -> (Key, ServiceAccountInfo) {
+        let info = ServiceAccountInfo {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            ..ServiceAccountInfo::default()
+        };
+        ((namespace.to_owned(), name.to_owned()), info)
+    }
+
+    proptest! {
+        /// Every record is in exactly one part, every part holds at most `size` Namespaces, and
+        /// the objects of a namespace go with it, also when the Namespace itself is gone (and
+        /// for names sorting before the first or after the last Namespace).
+        #[test]
+        fn the_parts_of_a_pass_cover_every_record_once(
+            present in prop::collection::btree_set("[a-e][a-e]?", 0..12),
+            objects in prop::collection::vec(("[a-f][a-f]?", "[xy]"), 0..30),
+            size in 1usize..5,
+        ) {
+            let namespaces = Compact::from_records(present.iter().map(|n| namespace(n)));
+            let accounts = Compact::from_records(objects.iter().map(|(ns, n)| account(ns, n)));
+            let secrets = Compact::from_records(objects.iter().map(|(ns, n)| secret(ns, n)));
+            let not_ours: Vec<(String, String)> =
+                objects.iter().map(|(ns, _)| (ns.clone(), "foreign".to_owned())).collect();
+            let ranges = namespace_ranges(&namespaces, size);
+            let mut seen_namespaces = Vec::new();
+            let mut seen_accounts = Vec::new();
+            let mut seen_secrets = Vec::new();
+            for range in &ranges {
+                let snap = snapshot_range(range, &namespaces, &accounts, &secrets, &not_ours);
+                prop_assert!(snap.namespaces.len() <= size);
+                let in_part: BTreeSet<&str> = snap.namespaces.iter().map(|n| n.name.as_str()).collect();
+                for sa in &snap.service_accounts {
+                    // A present namespace's objects are in its part.
+                    prop_assert!(!present.contains(&sa.namespace) || in_part.contains(sa.namespace.as_str()));
+                    seen_accounts.push((sa.namespace.clone(), sa.name.clone()));
+                }
+                for s in &snap.secrets {
+                    seen_secrets.push((s.namespace.clone(), s.name.clone()));
+                }
+                seen_namespaces.extend(snap.namespaces.iter().map(|n| n.name.clone()));
+            }
+            let mut want: Vec<(String, String)> = objects.clone();
+            want.sort();
+            want.dedup();
+            seen_accounts.sort();
+            prop_assert_eq!(&seen_accounts, &want);
+            let mut want_secrets = want.clone();
+            want_secrets.extend(not_ours.iter().cloned());
+            want_secrets.sort();
+            seen_secrets.sort();
+            prop_assert_eq!(seen_secrets, want_secrets);
+            seen_namespaces.sort();
+            prop_assert_eq!(seen_namespaces, present.iter().cloned().collect::<Vec<_>>());
+        }
+    }
 }

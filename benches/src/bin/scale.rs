@@ -7,7 +7,8 @@
 //! its peak (over one second) and mean write rate, and its ACR calls:
 //! 1. cold start: time to converge, the controller's peak RSS;
 //! 2. idle (expect zero writes, zero ACR calls);
-//! 3. one renewal (one Secret update per namespace, one token call per registry);
+//! 3. one renewal (one Secret update per namespace, spread over `--renewal-spread-secs`; one
+//!    token call per registry);
 //! 4. SIGKILL and restart: the new process adopts the tokens in the Secrets (expect zero
 //!    writes and zero token calls while they are valid);
 //! 5. failover: a standby takes over from a leader stopped with SIGTERM (expect zero writes);
@@ -56,6 +57,19 @@ struct Args {
     /// Goal for the controller's peak RSS, in MB.
     #[arg(long, default_value_t = 60.0)]
     goal_rss_mb: f64,
+    /// The controller's `--renewal-spread`, in seconds. Renewals are spread only while the old
+    /// tokens stay valid for more than twice the window: with the bench's `expiring-threshold`
+    /// of 60 s, windows under 30 s.
+    #[arg(long, default_value_t = 20)]
+    renewal_spread_secs: u64,
+    /// Stop after the cold start: the controller is stopped with SIGTERM (a clean shutdown,
+    /// so a profiler given with `--wrap` writes its data) and the bench ends.
+    #[arg(long)]
+    cold_start_only: bool,
+    /// Runs the controller under this command, split at spaces (for example
+    /// `--wrap "heaptrack -o /tmp/cold"`). Its RSS figures are then the wrapper's.
+    #[arg(long)]
+    wrap: Option<String>,
 }
 
 fn binary(name: &str) -> Result<PathBuf, String> {
@@ -126,8 +140,23 @@ fn log_lines(kubeconfig: &Path) -> usize {
 }
 
 /// A controller process (`run --leader-elect`) with this replica identity.
-fn start_controller(kubeconfig: &Path, cloud: &str, identity: &str) -> Result<Proc, String> {
-    Command::new(binary("aliyun-acr-credential-helper")?)
+fn start_controller(
+    kubeconfig: &Path,
+    cloud: &str,
+    identity: &str,
+    args: &Args,
+) -> Result<Proc, String> {
+    let wrap = args.wrap.as_deref();
+    let controller = binary("aliyun-acr-credential-helper")?;
+    let mut command = match wrap.map(|w| w.split_whitespace().collect::<Vec<_>>()) {
+        Some(words) if !words.is_empty() => {
+            let mut c = Command::new(words[0]);
+            c.args(&words[1..]).arg(&controller);
+            c
+        }
+        _ => Command::new(&controller),
+    };
+    command
         .args([
             "run",
             "--leader-elect",
@@ -135,6 +164,8 @@ fn start_controller(kubeconfig: &Path, cloud: &str, identity: &str) -> Result<Pr
             "kube-system",
             "--identity",
             identity,
+            "--renewal-spread",
+            &format!("{}s", args.renewal_spread_secs),
         ])
         .env("KUBECONFIG", kubeconfig)
         .env("ACR_AUTH_ACR_ENDPOINT", cloud)
@@ -493,7 +524,7 @@ async fn run(args: &Args, n: u64, dir: &Path) -> Result<(), String> {
 
     // 1. Cold start.
     let base = bench.snapshot().await;
-    let mut a = start_controller(&kubeconfig, &cloud, "replica-a")?;
+    let mut a = start_controller(&kubeconfig, &cloud, "replica-a", args)?;
     loop {
         let c = bench.snapshot().await;
         if delta(&c.requests, &base.requests, "create secrets") >= served
@@ -518,6 +549,15 @@ async fn run(args: &Args, n: u64, dir: &Path) -> Result<(), String> {
         &converged_at,
         &format!("converged; RSS {rss_cold:.1} MB"),
     );
+
+    if args.cold_start_only {
+        // The wrapper (if any) is the child: signal the controller itself, by name.
+        let _ = Command::new("pkill")
+            .args(["-TERM", "-x", "aliyun-acr-cred"])
+            .status();
+        let _ = a.0.wait();
+        return Ok(());
+    }
 
     // 2. Idle.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -546,7 +586,7 @@ async fn run(args: &Args, n: u64, dir: &Path) -> Result<(), String> {
     //    leads and adopts the tokens in the Secrets.
     let before = bench.snapshot().await;
     a.signal("-KILL");
-    let a2 = start_controller(&kubeconfig, &cloud, "replica-a2")?;
+    let a2 = start_controller(&kubeconfig, &cloud, "replica-a2", args)?;
     let took = bench
         .wait_for_leader("replica-a2", Duration::from_secs(120))
         .await?;
@@ -562,7 +602,7 @@ async fn run(args: &Args, n: u64, dir: &Path) -> Result<(), String> {
 
     // 5. Failover: a standby takes over from a leader stopped with SIGTERM.
     let mut a2 = a2;
-    let b = start_controller(&kubeconfig, &cloud, "replica-b")?;
+    let b = start_controller(&kubeconfig, &cloud, "replica-b", args)?;
     tokio::time::sleep(Duration::from_secs(3 + n / 5_000)).await;
     let before = bench.snapshot().await;
     a2.signal("-TERM");
