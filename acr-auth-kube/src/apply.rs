@@ -64,11 +64,35 @@ fn classify(e: kube::Error) -> ApplyError {
                     std::time::Duration::from_secs(u64::from(s)).min(crate::pacing::MAX_RETRY_AFTER)
                 }),
         },
-        kube::Error::Api(s) if s.is_conflict() || s.is_invalid() || s.code == 422 => {
+        kube::Error::Api(s) if s.is_conflict() || patch_did_not_apply(s) => {
             ApplyError::Conflict(s.message.clone())
         }
         _ => ApplyError::Kube(e),
     }
+}
+
+/// Whether a 422 says our JSON patch did not apply to the object as it is now: a `test` that no
+/// longer holds, or an entry index that is gone. Both mean our view of the object is stale (a
+/// conflict). The API server answers such a patch with a generic 422 message, the patch
+/// library's error among the causes. Any other 422 (the object is invalid, or an admission
+/// policy denied it) is an error the operator must see, not a conflict retried quietly.
+fn patch_did_not_apply(s: &kube::core::Status) -> bool {
+    const GENERIC: &str = "the server rejected our request due to an error in our request";
+    const PATCH_ERRORS: [&str; 3] = [
+        "testing value",
+        "test operation does not apply",
+        "error in test for path",
+    ];
+    let causes = s
+        .details
+        .iter()
+        .flat_map(|d| d.causes.iter())
+        .map(|c| c.message.as_str());
+    s.code == 422
+        && (s.message.starts_with(GENERIC)
+            || std::iter::once(s.message.as_str())
+                .chain(causes)
+                .any(|m| PATCH_ERRORS.iter().any(|p| m.contains(p))))
 }
 
 /// For a write to an existing object: gone (404) means our view is behind, as a conflict does
@@ -252,5 +276,48 @@ pub fn describe(write: &Write) -> String {
         Write::DeleteSecret {
             namespace, name, ..
         } => format!("delete Secret {namespace}/{name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16, reason: &str, message: &str, causes: &[&str]) -> kube::Error {
+        let causes: Vec<serde_json::Value> = causes
+            .iter()
+            .map(|m| serde_json::json!({"reason": "UnexpectedServerResponse", "message": m}))
+            .collect();
+        let s: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure", "code": code, "reason": reason, "message": message,
+            "details": {"causes": causes},
+        }))
+        .unwrap();
+        kube::Error::Api(Box::new(s))
+    }
+
+    #[test]
+    fn only_a_patch_that_no_longer_applies_is_a_conflict() {
+        let generic = "the server rejected our request due to an error in our request";
+        // What kube-apiserver answers for a failed `test` (and a removed index that is gone).
+        for e in [
+            status(
+                422,
+                "Invalid",
+                generic,
+                &["testing value /metadata/resourceVersion failed: test failed"],
+            ),
+            status(422, "Invalid", generic, &[]),
+            status(409, "Conflict", "the object has been modified", &[]),
+        ] {
+            assert_eq!(classify(e).reason(), "conflict");
+        }
+        // An admission policy's denial and a field validation error are errors to report.
+        for e in [
+            status(422, "Invalid", "secrets \"pull\" is forbidden: ValidatingAdmissionPolicy 'no-pull' with binding 'no-pull' denied request: not here", &[]),
+            status(422, "Invalid", "Secret \"pull\" is invalid: data[.dockerconfigjson]: Required value", &[]),
+        ] {
+            assert_eq!(classify(e).reason(), "api");
+        }
     }
 }

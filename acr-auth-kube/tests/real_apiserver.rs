@@ -8,7 +8,8 @@
 //! configuration, and cleanup; leader election on a real Lease; the admission webhook called
 //! by the real API server over HTTPS, trusting our caBundle (a certificate without the right
 //! SAN is refused), with its timeout and both failure policies; watches without a watch cache
-//! under compaction (real 410 Gone); namespace deletion.
+//! under compaction (real 410 Gone); namespace deletion; a stale patch (a conflict) told apart
+//! from an admission policy's denial (an error), both 422.
 //!
 //! Fault injection (5xx, 429, dropped watches, 410) stays with the fake API server
 //! (`controller.rs`, `operation.rs`): the real one cannot be made to fail on demand.
@@ -733,4 +734,139 @@ async fn a_concurrent_writer_never_loses_anything_on_a_real_api_server() {
         }
     }
     running.stop().await;
+}
+
+/// The two kinds of 422 a real API server answers our writes with: a `test` of a patch that no
+/// longer holds (our view is stale: a conflict, read again and re-planned) and a denial by a
+/// ValidatingAdmissionPolicy (an error the operator must see: logged, not retried quietly as
+/// a conflict).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_patch_is_a_conflict_and_a_policy_denial_is_an_error() {
+    use acr_auth_kube::apply::{apply, ApplyError};
+    use acr_auth_kube::plan::{plan, ClusterSnapshot, NamespaceInfo, ServiceAccountInfo, Write};
+
+    let (plane, admin, as_controller) = plane().await;
+    let _ = create(
+        &Api::<Namespace>::all(admin.clone()),
+        json!({"metadata": {"name": "guarded"}}),
+    )
+    .await;
+    let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), "guarded");
+    let robot = create(&accounts, json!({"metadata": {"name": "robot"}})).await;
+
+    // A patch planned from the ServiceAccount as read, then someone else changes it.
+    let config = acr_auth_core::config::HelperConfig::from_configmap([
+        ("watch-namespace", "all"),
+        ("service-account", "robot"),
+    ])
+    .unwrap()
+    .config;
+    let snapshot = ClusterSnapshot {
+        namespaces: vec![NamespaceInfo {
+            name: "guarded".into(),
+            ..Default::default()
+        }],
+        service_accounts: vec![ServiceAccountInfo::from_service_account(&robot)],
+        secrets: vec![],
+    };
+    let credential = acr_auth_core::source::RegistryCredential {
+        token: acr_auth_core::acr::RegistryToken {
+            username: "cr_temp_user".into(),
+            password: "token".into(),
+            expires_at: acr_auth_core::time::Clock::now(&acr_auth_core::time::SystemClock)
+                + Duration::from_secs(3600),
+        },
+        hosts: vec!["registry.example.com".into()],
+        source: "test".into(),
+    };
+    let writes = plan(&config, &snapshot, &[credential]);
+    let patch = writes
+        .iter()
+        .find(|w| matches!(w, Write::PatchServiceAccount { .. }))
+        .expect("a patch of robot");
+    accounts
+        .patch(
+            "robot",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"team": "a"}}})),
+        )
+        .await
+        .unwrap();
+    match apply(&as_controller, patch).await {
+        Err(ApplyError::Conflict(_)) => {}
+        other => panic!("a stale patch must be a conflict, got {other:?}"),
+    }
+
+    // A policy denying our Secrets in this namespace.
+    let kubectl = require_tool("kubectl");
+    let file = plane.kubeconfig("admin", ADMIN_TOKEN);
+    let policy = r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: no-pull-secrets}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [""], apiVersions: ["v1"], operations: ["CREATE"], resources: ["secrets"]}
+  validations:
+  - {expression: "false", message: "pull secrets are not allowed in this namespace"}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: no-pull-secrets}
+spec:
+  policyName: no-pull-secrets
+  validationActions: [Deny]
+  matchResources:
+    namespaceSelector:
+      matchLabels: {kubernetes.io/metadata.name: guarded}
+"#;
+    let mut child = std::process::Command::new(&kubectl)
+        .arg("--kubeconfig")
+        .arg(&file)
+        .args(["apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(policy.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let create_secret = writes
+        .iter()
+        .find(|w| matches!(w, Write::CreateSecret { .. }))
+        .expect("a Secret create");
+    // The API server loads the policy within a second or so.
+    let start = std::time::Instant::now();
+    let denied = loop {
+        match apply(&as_controller, create_secret).await {
+            Err(e @ ApplyError::Kube(_)) => break e,
+            Err(ApplyError::Conflict(m)) => panic!("a policy denial is not a conflict: {m}"),
+            Ok(()) => {
+                // Created before the policy was active: remove it and try again.
+                Api::<Secret>::namespaced(admin.clone(), "guarded")
+                    .delete(OURS, &Default::default())
+                    .await
+                    .unwrap();
+            }
+            Err(other) => panic!("unexpected: {other:?}"),
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the policy never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(denied.reason(), "api");
+    assert!(
+        denied
+            .to_string()
+            .contains("pull secrets are not allowed in this namespace"),
+        "the denial names the policy's message: {denied}"
+    );
 }

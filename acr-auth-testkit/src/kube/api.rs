@@ -287,12 +287,18 @@ pub(crate) async fn handle(
                     Err(e) => return status(400, "BadRequest", format!("invalid JSON patch: {e}")),
                 };
                 if let Err(e) = json_patch::patch(&mut next, &patch) {
-                    return status(
+                    // As kube-apiserver answers (NewGenericServerResponse): a generic message,
+                    // the patch library's error as the one cause.
+                    return json_response(
                         422,
-                        "Invalid",
-                        format!(
-                            "the server rejected our request due to an error in our request: {e}"
-                        ),
+                        &json!({
+                            "kind": "Status", "apiVersion": "v1", "metadata": {},
+                            "status": "Failure", "reason": "Invalid", "code": 422,
+                            "message": "the server rejected our request due to an error in our request",
+                            "details": {"causes": [
+                                {"reason": "UnexpectedServerResponse", "message": e.to_string()}
+                            ]},
+                        }),
                     );
                 }
             } else if content_type.starts_with("application/merge-patch+json") {
