@@ -520,7 +520,7 @@ impl Controller {
                     self.ops
                         .metrics
                         .namespaces_served
-                        .set(secrets.count(|s| &s.name == name) as i64);
+                        .set(secrets.count_named(name) as i64);
                 }
                 if report.planned > 0 {
                     tracing::info!(
