@@ -63,6 +63,12 @@ fn apply_deploy_rbac(plane: &ControlPlane) {
         })
         .collect();
     assert!(docs.len() >= 4, "RBAC objects in deploy/: {}", docs.len());
+    kubectl_apply(plane, &docs.join("\n---\n"));
+}
+
+/// `kubectl apply -f -` of `manifests`, as the admin, with the real kubectl.
+fn kubectl_apply(plane: &ControlPlane, manifests: &str) {
+    let kubectl = require_tool("kubectl");
     let file = plane.kubeconfig("admin", ADMIN_TOKEN);
     let mut child = std::process::Command::new(&kubectl)
         .arg("--kubeconfig")
@@ -78,7 +84,7 @@ fn apply_deploy_rbac(plane: &ControlPlane) {
         .stdin
         .take()
         .unwrap()
-        .write_all(docs.join("\n---\n").as_bytes())
+        .write_all(manifests.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
@@ -798,8 +804,6 @@ async fn a_stale_patch_is_a_conflict_and_a_policy_denial_is_an_error() {
     }
 
     // A policy denying our Secrets in this namespace.
-    let kubectl = require_tool("kubectl");
-    let file = plane.kubeconfig("admin", ADMIN_TOKEN);
     let policy = r#"
 apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingAdmissionPolicy
@@ -822,21 +826,7 @@ spec:
     namespaceSelector:
       matchLabels: {kubernetes.io/metadata.name: guarded}
 "#;
-    let mut child = std::process::Command::new(&kubectl)
-        .arg("--kubeconfig")
-        .arg(&file)
-        .args(["apply", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(policy.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    kubectl_apply(&plane, policy);
     let create_secret = writes
         .iter()
         .find(|w| matches!(w, Write::CreateSecret { .. }))

@@ -135,33 +135,27 @@ impl Record for NamespaceInfo {
     }
 }
 
-impl Record for ServiceAccountInfo {
-    fn take_key(&mut self) -> Key {
-        (
-            std::mem::take(&mut self.namespace),
-            std::mem::take(&mut self.name),
-        )
-    }
-    fn with_key(mut self, key: &Key) -> Self {
-        self.namespace.clone_from(&key.0);
-        self.name.clone_from(&key.1);
-        self
-    }
+/// [`Record`] for a namespaced record with `namespace` and `name` fields.
+macro_rules! namespaced_record {
+    ($t:ty) => {
+        impl Record for $t {
+            fn take_key(&mut self) -> Key {
+                (
+                    std::mem::take(&mut self.namespace),
+                    std::mem::take(&mut self.name),
+                )
+            }
+            fn with_key(mut self, key: &Key) -> Self {
+                self.namespace.clone_from(&key.0);
+                self.name.clone_from(&key.1);
+                self
+            }
+        }
+    };
 }
 
-impl Record for SecretInfo {
-    fn take_key(&mut self) -> Key {
-        (
-            std::mem::take(&mut self.namespace),
-            std::mem::take(&mut self.name),
-        )
-    }
-    fn with_key(mut self, key: &Key) -> Self {
-        self.namespace.clone_from(&key.0);
-        self.name.clone_from(&key.1);
-        self
-    }
-}
+namespaced_record!(ServiceAccountInfo);
+namespaced_record!(SecretInfo);
 
 /// The records, and how many there were at the last rebuild.
 ///
